@@ -1,0 +1,145 @@
+//! Typed calls of the Ferry HTTP API (see docs/protocol.md).
+
+use bytes::Bytes;
+use ferry_protocol::channel::MAX_CHANNEL_BYTES;
+use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
+use ferry_protocol::messages::{FetchRequest, IdList, PublishResponse, UploadResponse};
+use ferry_protocol::{ChunkId, ManifestId};
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::error::ClientError;
+use crate::http::Http;
+
+pub const CBOR: &str = "application/cbor";
+pub const CHUNKS: &str = "application/x-ferry-chunks";
+const ENVELOPE_SLACK: u64 = 4096;
+
+/// A channel record as fetched: exact bytes and the ETag.
+pub struct FetchedRecord {
+    pub bytes: Bytes,
+    pub etag: Option<String>,
+}
+
+impl Http {
+    /// GET the channel record; `None` when the server says 304 (unchanged
+    /// since `etag`). A missing channel is an error.
+    pub async fn get_channel(
+        &self,
+        app: &str,
+        channel: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<FetchedRecord>, ClientError> {
+        let what = format!("channel record {app}/{channel}");
+        let mut extra = Vec::new();
+        if let Some(e) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+            extra.push((header::IF_NONE_MATCH, e));
+        }
+        let path = format!("/v1/apps/{app}/channels/{channel}");
+        let resp = self.send(Method::GET, &path, None, &extra, Bytes::new()).await?;
+        let resp = self.check(resp, &what).await?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = resp
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = self
+            .read_body(resp, MAX_CHANNEL_BYTES as u64 + ENVELOPE_SLACK, &what)
+            .await?;
+        Ok(Some(FetchedRecord { bytes, etag }))
+    }
+
+    /// GET the current channel record if there is one (for promote).
+    pub async fn get_channel_opt(&self, app: &str, channel: &str) -> Result<Option<Bytes>, ClientError> {
+        match self.get_channel(app, channel, None).await {
+            Ok(r) => Ok(r.map(|r| r.bytes)),
+            Err(ClientError::Server { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GET a signed manifest by id.
+    pub async fn get_manifest(&self, id: &ManifestId) -> Result<Bytes, ClientError> {
+        let what = format!("manifest {}", id.short());
+        let resp = self
+            .send(Method::GET, &format!("/v1/manifests/{id}"), None, &[], Bytes::new())
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
+            .await
+    }
+
+    /// GET the signed manifest of an app's version.
+    pub async fn get_version(&self, app: &str, version: &str) -> Result<Bytes, ClientError> {
+        let what = format!("version {version} of {app}");
+        let resp = self
+            .send(Method::GET, &format!("/v1/apps/{app}/versions/{version}"), None, &[], Bytes::new())
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
+            .await
+    }
+
+    /// POST the ids; returns those the server lacks.
+    pub async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, ClientError> {
+        let what = "missing-chunk query";
+        let body = IdList { ids: ids.to_vec() }.encode();
+        let resp = self
+            .send(Method::POST, "/v1/chunks/missing", Some(CBOR), &[], body.into())
+            .await?;
+        let resp = self.check(resp, what).await?;
+        let b = self.read_body(resp, (ids.len() as u64 + 1) * 32 + 1024, what).await?;
+        let list = IdList::decode(&b)?;
+        Ok(list.ids)
+    }
+
+    /// POST a chunk stream.
+    pub async fn upload(&self, stream: Bytes) -> Result<UploadResponse, ClientError> {
+        let what = "chunk upload";
+        let resp = self
+            .send(Method::POST, "/v1/chunks", Some(CHUNKS), &[], stream)
+            .await?;
+        let resp = self.check(resp, what).await?;
+        let b = self.read_body(resp, 1024, what).await?;
+        Ok(UploadResponse::decode(&b)?)
+    }
+
+    /// PUT a signed manifest envelope.
+    pub async fn publish_manifest(&self, envelope: Vec<u8>) -> Result<ManifestId, ClientError> {
+        let what = "manifest publish";
+        let resp = self
+            .send(Method::PUT, "/v1/manifests", Some(CBOR), &[], envelope.into())
+            .await?;
+        let resp = self.check(resp, what).await?;
+        let b = self.read_body(resp, 1024, what).await?;
+        Ok(PublishResponse::decode(&b)?.manifest_id)
+    }
+
+    /// PUT a signed channel record envelope.
+    pub async fn publish_channel(&self, app: &str, channel: &str, envelope: Vec<u8>) -> Result<(), ClientError> {
+        let what = format!("channel publish {app}/{channel}");
+        let resp = self
+            .send(
+                Method::PUT,
+                &format!("/v1/apps/{app}/channels/{channel}"),
+                Some(CBOR),
+                &[],
+                envelope.into(),
+            )
+            .await?;
+        self.check(resp, &what).await?;
+        Ok(())
+    }
+
+    /// POST a batched fetch; the caller reads the streamed chunk frames.
+    pub async fn fetch(&self, req: &FetchRequest) -> Result<Response<Incoming>, ClientError> {
+        let what = "chunk fetch";
+        let resp = self
+            .send(Method::POST, "/v1/chunks/fetch", Some(CBOR), &[], req.encode().into())
+            .await?;
+        self.check(resp, what).await
+    }
+}

@@ -1,0 +1,96 @@
+//! Client errors: each says what failed and, where it helps, what to do.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{what}: no answer from the server within {secs} s")]
+    Timeout { what: String, secs: u64 },
+    #[error("{what}: server answered {status}: {message}")]
+    Server {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{what}: response larger than {max} bytes")]
+    TooLarge { what: String, max: u64 },
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+    #[error(transparent)]
+    Decode(#[from] ferry_protocol::DecodeError),
+    #[error(transparent)]
+    Signature(#[from] ferry_protocol::SignatureError),
+    #[error("chunk stream: {0}")]
+    Frame(#[from] ferry_protocol::FrameError),
+    #[error("server sent a bad chunk: {0}")]
+    Chunk(#[from] ferry_protocol::ChunkError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Scan(#[from] ferry_chunker::ScanError),
+    #[error(
+        "refusing channel record with sequence {got}: this install has already seen sequence {seen} \
+         (a replayed old record: rollback attack or a misconfigured mirror)"
+    )]
+    Replay { seen: u64, got: u64 },
+    #[error("refusing channel record: it expired at {expired_at} (unix time), now is {now}; the publisher must re-promote (freeze attack or stale mirror)")]
+    Expired { expired_at: u64, now: u64 },
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("install directory {}: {reason}", path.display())]
+    Install { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ClientError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ClientError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn protocol(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        ClientError::Protocol {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn install(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        ClientError::Install {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Worth retrying: the network or the server had a moment.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Server { status, .. } => *status >= 500 || *status == 429,
+            ClientError::Protocol { reason, .. } => reason.starts_with("connection"),
+            ClientError::Frame(ferry_protocol::FrameError::Truncated) => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ClientError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ClientError::Internal(format!("worker task failed: {e}"))
+    }
+}

@@ -1,0 +1,119 @@
+//! The persistent state of an install directory (`.ferry/state.json`).
+
+use std::collections::BTreeMap;
+
+use ferry_protocol::ManifestId;
+use serde::{Deserialize, Serialize};
+
+use super::{write_atomic, Layout};
+use crate::error::ClientError;
+
+const STATE_FORMAT: u32 = 1;
+const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One installed version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    pub version: String,
+    pub manifest_id: String,
+}
+
+impl Installed {
+    pub fn new(version: &str, id: &ManifestId) -> Self {
+        Installed {
+            version: version.to_string(),
+            manifest_id: id.to_hex(),
+        }
+    }
+
+    pub fn id(&self) -> Result<ManifestId, ClientError> {
+        self.manifest_id
+            .parse()
+            .map_err(|e| ClientError::Internal(format!("state: bad manifest id: {e}")))
+    }
+}
+
+/// The newest channel record accepted for a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub sequence: u64,
+    /// BLAKE3 (hex) of the record's exact bytes.
+    pub record_hash: String,
+    /// ETag the server gave it, for conditional GETs.
+    pub etag: Option<String>,
+    /// The manifest it names: a conditional GET only makes sense while
+    /// that is what `current` holds (not after a rollback).
+    pub manifest_id: String,
+}
+
+/// What is installed and what the client has seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallState {
+    pub format: u32,
+    pub app: Option<String>,
+    pub channel: Option<String>,
+    /// Random, persistent: identifies this client (e.g. for staged rollouts).
+    pub client_id: String,
+    /// Per channel: the newest record accepted (sequences never go down).
+    pub seen: BTreeMap<String, Seen>,
+    /// The version in `current/`.
+    pub current: Option<Installed>,
+    /// Previous versions in `versions/`, most recent first.
+    pub kept: Vec<Installed>,
+}
+
+impl InstallState {
+    fn fresh() -> Result<Self, ClientError> {
+        let mut id = [0u8; 16];
+        getrandom::getrandom(&mut id)
+            .map_err(|e| ClientError::Internal(format!("no randomness for a client id: {e}")))?;
+        Ok(InstallState {
+            format: STATE_FORMAT,
+            app: None,
+            channel: None,
+            client_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            seen: BTreeMap::new(),
+            current: None,
+            kept: Vec::new(),
+        })
+    }
+
+    /// Loads the state, or a fresh one when the directory is new.
+    pub fn load_or_new(layout: &Layout) -> Result<Self, ClientError> {
+        let path = layout.state_file();
+        if !path.exists() {
+            return Self::fresh();
+        }
+        Self::load(layout)
+    }
+
+    pub fn load(layout: &Layout) -> Result<Self, ClientError> {
+        let path = layout.state_file();
+        let meta = std::fs::metadata(&path).map_err(|e| ClientError::io(&path, e))?;
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(ClientError::install(&layout.root, "state file is implausibly large"));
+        }
+        let text = std::fs::read(&path).map_err(|e| ClientError::io(&path, e))?;
+        let st: InstallState = serde_json::from_slice(&text).map_err(|e| {
+            ClientError::install(&layout.root, format!("state file is damaged: {e}"))
+        })?;
+        if st.format != STATE_FORMAT {
+            return Err(ClientError::install(
+                &layout.root,
+                format!("state format {} is not understood by this build", st.format),
+            ));
+        }
+        Ok(st)
+    }
+
+    pub fn save(&self, layout: &Layout) -> Result<(), ClientError> {
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| ClientError::Internal(format!("state encoding: {e}")))?;
+        write_atomic(&layout.state_file(), &text)
+    }
+
+    /// Every installed version (current first, then kept).
+    pub fn installed(&self) -> impl Iterator<Item = &Installed> {
+        self.current.iter().chain(self.kept.iter())
+    }
+}

@@ -1,0 +1,23 @@
+//! Ferry's client side: `push` and `promote` for the build server, `sync`,
+//! `rollback` and `verify` for client machines.
+//!
+//! No RocksDB and no server code are linked here; tokio runs the network,
+//! while hashing, compression and file work run on blocking threads and
+//! rayon.
+
+pub mod api;
+pub mod error;
+pub mod http;
+pub mod install;
+pub mod progress;
+pub mod promote;
+pub mod push;
+pub mod sync;
+pub mod verify;
+
+pub use error::ClientError;
+pub use http::{Http, Timeouts};
+pub use promote::{promote, PromoteOptions, PromoteReport};
+pub use push::{push, PushOptions, PushReport};
+pub use sync::{repair_install, rollback, sync, RollbackReport, SyncOptions, SyncReport};
+pub use verify::{verify_install, VerifyReport};

@@ -1,0 +1,285 @@
+//! Building a tree in a staging directory: files that exist unchanged in an
+//! installed version are cloned or copied, other files are assembled from
+//! local chunk ranges, and what is left is reported as pending for the
+//! fetcher. Every byte that lands in staging was hashed against its chunk id
+//! first (or, for copies, right after, before it counts as done).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedChunk};
+use rayon::prelude::*;
+
+use super::index::LocalIndex;
+use crate::error::ClientError;
+use crate::install::fsync_dir;
+
+/// A file to build.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub rel: String,
+    pub size: u64,
+    pub exec: bool,
+    pub chunks: Vec<ChunkRef>,
+    pub offsets: Vec<u64>,
+    pub file_id: FileId,
+}
+
+impl FileJob {
+    pub fn from_entry(e: &Entry) -> Option<FileJob> {
+        let EntryKind::File { exec, size, chunks } = &e.kind else {
+            return None;
+        };
+        let mut offsets = Vec::with_capacity(chunks.len());
+        let mut off = 0u64;
+        for c in chunks {
+            offsets.push(off);
+            off += u64::from(c.len);
+        }
+        Some(FileJob {
+            rel: e.path.clone(),
+            size: *size,
+            exec: *exec,
+            chunks: chunks.clone(),
+            offsets,
+            file_id: e.file_id()?,
+        })
+    }
+}
+
+/// (job index, chunk index) of a chunk still to be written.
+pub type Pos = (usize, usize);
+
+/// Counts of the local phase.
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    pub chunks_reused: AtomicU64,
+    pub bytes_reused: AtomicU64,
+    pub files_cloned: AtomicU64,
+}
+
+/// The staging tree of one build.
+pub struct Staging {
+    pub root: PathBuf,
+    pub jobs: Vec<FileJob>,
+}
+
+impl Staging {
+    fn dest(&self, job: usize) -> PathBuf {
+        self.root.join(&self.jobs[job].rel)
+    }
+
+    /// Creates the directories of `entries` under the staging root (making
+    /// way for them if an interrupted run left something else there).
+    pub fn make_dirs(&self, entries: &[Entry]) -> Result<(), ClientError> {
+        fs::create_dir_all(&self.root).map_err(|e| ClientError::io(&self.root, e))?;
+        for e in entries {
+            if matches!(e.kind, EntryKind::Dir) {
+                let p = self.root.join(&e.path);
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => continue,
+                    Ok(_) => fs::remove_file(&p).map_err(|err| ClientError::io(&p, err))?,
+                    Err(_) => {}
+                }
+                fs::create_dir(&p).map_err(|err| ClientError::io(&p, err))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Local phase: reuse what is on disk; returns the pending positions of
+    /// every chunk that must be fetched.
+    pub fn build_local(
+        &self,
+        index: &LocalIndex,
+        stats: &LocalStats,
+    ) -> Result<HashMap<ChunkId, Vec<Pos>>, ClientError> {
+        let per_job: Result<Vec<Vec<usize>>, ClientError> = (0..self.jobs.len())
+            .into_par_iter()
+            .map(|j| self.build_one(j, index, stats))
+            .collect();
+        let mut pending: HashMap<ChunkId, Vec<Pos>> = HashMap::new();
+        for (j, idxs) in per_job?.into_iter().enumerate() {
+            for i in idxs {
+                pending.entry(self.jobs[j].chunks[i].id).or_default().push((j, i));
+            }
+        }
+        Ok(pending)
+    }
+
+    fn build_one(&self, j: usize, index: &LocalIndex, stats: &LocalStats) -> Result<Vec<usize>, ClientError> {
+        let job = &self.jobs[j];
+        let dest = self.dest(j);
+        let mut done = vec![false; job.chunks.len()];
+        let resumed = matches!(fs::symlink_metadata(&dest), Ok(m) if m.is_file());
+        if !resumed {
+            if fs::symlink_metadata(&dest).is_ok() {
+                remove_any(&dest)?;
+            }
+            if let Some(srcs) = index.files.get(&job.file_id) {
+                for src in srcs {
+                    if clone_or_copy(src, &dest).is_ok() {
+                        stats.files_cloned.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&dest)
+            .map_err(|e| ClientError::io(&dest, e))?;
+        let len = f.metadata().map_err(|e| ClientError::io(&dest, e))?.len();
+        if len != job.size {
+            f.set_len(job.size).map_err(|e| ClientError::io(&dest, e))?;
+        }
+        // What is already in place (a clone, or a resumed partial build)?
+        if len > 0 {
+            let mut buf = Vec::new();
+            for (i, c) in job.chunks.iter().enumerate() {
+                if job.offsets[i] + u64::from(c.len) > len {
+                    break;
+                }
+                if read_at(&f, &mut buf, job.offsets[i], c.len).is_ok() && ChunkId::of(&buf) == c.id {
+                    done[i] = true;
+                    stats.chunks_reused.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_reused.fetch_add(u64::from(c.len), Ordering::Relaxed);
+                }
+            }
+        }
+        // Fill the rest from local chunk ranges.
+        let mut reader = SourceReader::default();
+        let mut buf = Vec::new();
+        for (i, c) in job.chunks.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let Some(srcs) = index.chunks.get(&c.id) else { continue };
+            for s in srcs {
+                if reader.read(&s.path, s.offset, c.len, &mut buf).is_ok() && ChunkId::of(&buf) == c.id {
+                    f.write_all_at(&buf, job.offsets[i])
+                        .map_err(|e| ClientError::io(&dest, e))?;
+                    done[i] = true;
+                    stats.chunks_reused.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_reused.fetch_add(u64::from(c.len), Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        Ok(done.iter().enumerate().filter(|(_, d)| !**d).map(|(i, _)| i).collect())
+    }
+
+    /// Writes a verified chunk at each of its pending positions.
+    pub fn write_chunk(&self, chunk: &VerifiedChunk, positions: &[Pos]) -> Result<(), ClientError> {
+        for &(j, i) in positions {
+            let dest = self.dest(j);
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&dest)
+                .map_err(|e| ClientError::io(&dest, e))?;
+            f.write_all_at(chunk.data(), self.jobs[j].offsets[i])
+                .map_err(|e| ClientError::io(&dest, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets modes, fsyncs every file, creates symlinks, fsyncs directories.
+    pub fn finalize(&self, entries: &[Entry]) -> Result<(), ClientError> {
+        (0..self.jobs.len()).into_par_iter().try_for_each(|j| {
+            let dest = self.dest(j);
+            let mode = if self.jobs[j].exec { 0o755 } else { 0o644 };
+            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+                .map_err(|e| ClientError::io(&dest, e))?;
+            let f = File::open(&dest).map_err(|e| ClientError::io(&dest, e))?;
+            f.sync_all().map_err(|e| ClientError::io(&dest, e))
+        })?;
+        for e in entries {
+            if let EntryKind::Symlink { target } = &e.kind {
+                let p = self.root.join(&e.path);
+                if fs::symlink_metadata(&p).is_ok() {
+                    remove_any(&p)?;
+                }
+                std::os::unix::fs::symlink(target, &p).map_err(|err| ClientError::io(&p, err))?;
+            }
+        }
+        let mut dirs: Vec<PathBuf> = entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Dir))
+            .map(|e| self.root.join(&e.path))
+            .collect();
+        dirs.push(self.root.clone());
+        dirs.par_iter().try_for_each(|d| fsync_dir(d))
+    }
+}
+
+/// Removes a file, symlink or directory tree.
+pub fn remove_any(p: &Path) -> Result<(), ClientError> {
+    let m = fs::symlink_metadata(p).map_err(|e| ClientError::io(p, e))?;
+    let r = if m.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
+    r.map_err(|e| ClientError::io(p, e))
+}
+
+fn read_at(f: &File, buf: &mut Vec<u8>, offset: u64, len: u32) -> std::io::Result<()> {
+    buf.resize(len as usize, 0);
+    f.read_exact_at(buf, offset)
+}
+
+/// Keeps the last source file open: consecutive chunks usually come from
+/// the same old file.
+#[derive(Default)]
+struct SourceReader {
+    open: Option<(Arc<PathBuf>, File)>,
+}
+
+impl SourceReader {
+    fn read(&mut self, path: &Arc<PathBuf>, offset: u64, len: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let reuse = matches!(&self.open, Some((p, _)) if Arc::ptr_eq(p, path) || p == path);
+        if !reuse {
+            self.open = Some((path.clone(), File::open(path.as_ref())?));
+        }
+        match &self.open {
+            Some((_, f)) => read_at(f, buf, offset, len),
+            None => Err(std::io::Error::other("no source open")),
+        }
+    }
+}
+
+/// Clones `src` to `dest` (sharing extents on btrfs/XFS), else copies it
+/// (`copy_file_range` in the kernel). The caller verifies the result.
+fn clone_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
+    let from = File::open(src)?;
+    if !from.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let to = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    if ficlone(&from, &to).is_ok() {
+        return Ok(());
+    }
+    drop(to);
+    fs::remove_file(dest)?;
+    fs::copy(src, dest).map(|_| ())
+}
+
+fn ficlone(from: &File, to: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    /// `FICLONE` from linux/fs.h: `_IOW(0x94, 9, int)`.
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: both descriptors are open files owned by the caller.
+    let r = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE as _, from.as_raw_fd()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

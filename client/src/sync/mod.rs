@@ -1,0 +1,332 @@
+//! `ferry sync`: learn the channel's version, verify the record and the
+//! manifest against the pinned keys, build the new tree beside the old one
+//! from local chunks plus fetched ones, and switch `current` atomically.
+
+mod build;
+mod fetch;
+mod index;
+mod repair;
+mod rollback;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
+use ferry_protocol::{unix_now, ChannelRecord, Entry, Envelope, Manifest, ManifestId, PublicKey};
+use serde::Serialize;
+
+pub use build::{FileJob, LocalStats, Staging};
+pub use index::LocalIndex;
+pub use repair::repair_install;
+pub use rollback::{rollback, RollbackReport};
+
+use crate::error::ClientError;
+use crate::http::Http;
+use crate::install::{recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, SwitchSource};
+use crate::progress;
+use crate::verify::{check_tree, load_manifest};
+
+/// What to sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub app: String,
+    pub channel: String,
+    pub install: PathBuf,
+    pub trusted: Vec<PublicKey>,
+    /// Previous versions to keep in `versions/`.
+    pub keep: usize,
+    /// Concurrent fetch streams.
+    pub streams: usize,
+    pub quiet: bool,
+}
+
+/// What a sync did (the `--json` summary).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SyncReport {
+    pub app: String,
+    pub channel: String,
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    pub updated: bool,
+    pub sequence: u64,
+    /// HTTP body bytes received during this sync.
+    pub bytes_downloaded: u64,
+    pub requests: u64,
+    pub chunks_fetched: u64,
+    pub bytes_fetched_raw: u64,
+    pub chunks_reused: u64,
+    pub bytes_reused: u64,
+    pub files: u64,
+    pub version_bytes: u64,
+    pub resumed: bool,
+    pub elapsed_ms: u64,
+}
+
+pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientError> {
+    let start = Instant::now();
+    if o.trusted.is_empty() {
+        return Err(ClientError::Usage("at least one --trust key is required".into()));
+    }
+    let layout = Layout::create(&o.install)?;
+    let _lock = InstallLock::acquire(&layout)?;
+    let mut state = InstallState::load_or_new(&layout)?;
+    if let Some(app) = &state.app {
+        if app != &o.app {
+            return Err(ClientError::install(
+                &layout.root,
+                format!("holds app {app}, not {}; use another --install directory", o.app),
+            ));
+        }
+    }
+    recover(&layout, &mut state, o.keep)?;
+    let mut report = SyncReport {
+        app: o.app.clone(),
+        channel: o.channel.clone(),
+        version: state.current.as_ref().map(|c| c.version.clone()),
+        ..SyncReport::default()
+    };
+    let current_ok = state.current.is_some() && layout.current().is_dir();
+    let seen = state.seen.get(&o.channel).cloned();
+    let etag = match (&seen, &state.current) {
+        (Some(s), Some(c)) if current_ok && s.manifest_id == c.manifest_id => s.etag.clone(),
+        _ => None,
+    };
+
+    // 1. The channel record.
+    let fetched = http.get_channel(&o.app, &o.channel, etag.as_deref()).await?;
+    let Some(fetched) = fetched else {
+        report.sequence = seen.map_or(0, |s| s.sequence);
+        return Ok(finish_report(report, http, start));
+    };
+    let record_hash = blake3::hash(&fetched.bytes).to_hex().to_string();
+    let env = Envelope::decode(&fetched.bytes, usize::MAX)?;
+    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
+    check_record(&record, o, seen.as_ref(), &record_hash)?;
+    report.sequence = record.sequence;
+    let new_seen = Seen {
+        sequence: record.sequence,
+        record_hash,
+        etag: fetched.etag.clone(),
+        manifest_id: record.manifest_id.to_hex(),
+    };
+    state.app = Some(o.app.clone());
+    state.channel = Some(o.channel.clone());
+    state.seen.insert(o.channel.clone(), new_seen);
+
+    let target = Installed::new(&record.version, &record.manifest_id);
+    if current_ok && state.current.as_ref() == Some(&target) {
+        state.save(&layout)?;
+        return Ok(finish_report(report, http, start));
+    }
+
+    // 2. The manifest.
+    let manifest = get_manifest(http, &layout, &record, &o.trusted).await?;
+    report.files = manifest.files().count() as u64;
+    report.version_bytes = manifest.total_size();
+    report.previous_version = state.current.as_ref().map(|c| c.version.clone());
+
+    // 3. A kept tree of this very version needs no rebuild if it is intact.
+    let kept_dir = layout.version_dir(&record.version);
+    if state.kept.contains(&target) && kept_dir.is_dir() {
+        let m = manifest.clone();
+        let dir = kept_dir.clone();
+        let check = tokio::task::spawn_blocking(move || check_tree(&dir, &m)).await?;
+        if check.is_clean() {
+            let l = layout.clone();
+            let keep = o.keep;
+            let t = target.clone();
+            let v = record.version.clone();
+            tokio::task::spawn_blocking(move || switch_to(&l, &mut state, t, SwitchSource::Kept(v), keep))
+                .await??;
+            report.chunks_reused = manifest.chunk_refs() as u64;
+            report.bytes_reused = manifest.total_size();
+            report.updated = true;
+            report.version = Some(record.version.clone());
+            return Ok(finish_report(report, http, start));
+        }
+        tracing::warn!("kept version {} is damaged; rebuilding it", record.version);
+    }
+
+    // 4. Build in staging, from local chunks and fetched ones.
+    let staging = layout.staging(&record.manifest_id);
+    clear_other_staging(&layout, &staging);
+    report.resumed = staging.exists();
+    let index = local_index(&layout, &state);
+    let have = state.current.as_ref().and_then(|c| c.id().ok());
+    let jobs: Vec<FileJob> = manifest.entries.iter().filter_map(FileJob::from_entry).collect();
+    let built = build_tree(http, staging.clone(), jobs, &manifest.entries, index, have, o.streams, o.quiet).await?;
+    report.chunks_fetched = built.chunks_fetched;
+    report.bytes_fetched_raw = built.bytes_fetched_raw;
+    report.chunks_reused = built.chunks_reused;
+    report.bytes_reused = built.bytes_reused;
+
+    // 5. Switch.
+    let l = layout.clone();
+    let keep = o.keep;
+    tokio::task::spawn_blocking(move || switch_to(&l, &mut state, target, SwitchSource::Staging(staging), keep))
+        .await??;
+    report.updated = true;
+    report.version = Some(record.version.clone());
+    Ok(finish_report(report, http, start))
+}
+
+fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
+    r.bytes_downloaded = http.bytes_down();
+    r.requests = http.requests();
+    r.elapsed_ms = start.elapsed().as_millis() as u64;
+    r
+}
+
+/// The checks a signed record must pass beyond its signature.
+fn check_record(rec: &ChannelRecord, o: &SyncOptions, seen: Option<&Seen>, hash: &str) -> Result<(), ClientError> {
+    if rec.app != o.app || rec.channel != o.channel {
+        return Err(ClientError::Mismatch(format!(
+            "server sent the record of {}/{} for {}/{} (mix-and-match)",
+            rec.app, rec.channel, o.app, o.channel
+        )));
+    }
+    if let Some(s) = seen {
+        if rec.sequence < s.sequence {
+            return Err(ClientError::Replay {
+                seen: s.sequence,
+                got: rec.sequence,
+            });
+        }
+        if rec.sequence == s.sequence && s.record_hash != hash {
+            return Err(ClientError::Mismatch(format!(
+                "two different records carry sequence {}; refusing both (publisher key misuse?)",
+                rec.sequence
+            )));
+        }
+    }
+    let now = unix_now();
+    if rec.is_expired(now) {
+        return Err(ClientError::Expired {
+            expired_at: rec.expires_at.unwrap_or(0),
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// The record's manifest: from the local cache if an installed version has
+/// it, else from the server; checked against its id, the keys and the record.
+async fn get_manifest(
+    http: &Http,
+    layout: &Layout,
+    rec: &ChannelRecord,
+    trusted: &[PublicKey],
+) -> Result<Manifest, ClientError> {
+    let id = rec.manifest_id;
+    let path = layout.manifest_file(&id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if ManifestId::of(&Envelope::decode(&b, usize::MAX)?.body) == id => b,
+        _ => http.get_manifest(&id).await?.to_vec(),
+    };
+    let env = Envelope::decode(&bytes, usize::MAX)?;
+    if ManifestId::of(&env.body) != id {
+        return Err(ClientError::Mismatch(format!(
+            "server sent a manifest that does not hash to {id}"
+        )));
+    }
+    let m = Manifest::decode(env.verify(KIND_MANIFEST, trusted)?)?;
+    if m.app != rec.app || m.version != rec.version {
+        return Err(ClientError::Mismatch(format!(
+            "record names {} {}, but its manifest is {} {} (mix-and-match)",
+            rec.app, rec.version, m.app, m.version
+        )));
+    }
+    crate::install::write_atomic(&path, &bytes)?;
+    Ok(m)
+}
+
+/// Staging trees of other targets are abandoned work: delete them.
+fn clear_other_staging(layout: &Layout, keep: &Path) {
+    if let Ok(rd) = std::fs::read_dir(layout.staging_root()) {
+        for e in rd.flatten() {
+            if e.path() != keep {
+                let _ = layout.discard(&e.path());
+            }
+        }
+    }
+}
+
+/// Every installed tree with its manifest.
+pub(crate) fn local_index(layout: &Layout, state: &InstallState) -> LocalIndex {
+    let mut index = LocalIndex::default();
+    let trees = state
+        .current
+        .iter()
+        .map(|c| (c, layout.current()))
+        .chain(state.kept.iter().map(|k| (k, layout.version_dir(&k.version))));
+    for (inst, dir) in trees {
+        let Ok(id) = inst.id() else { continue };
+        match load_manifest(layout, &id, &[]) {
+            Ok(m) if dir.is_dir() => index.add_tree(&dir, &m),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("ignoring installed version {}: {e}", inst.version),
+        }
+    }
+    index
+}
+
+/// Counts of a tree build.
+#[derive(Debug, Default)]
+pub struct Built {
+    pub chunks_fetched: u64,
+    pub bytes_fetched_raw: u64,
+    pub chunks_reused: u64,
+    pub bytes_reused: u64,
+}
+
+/// Builds the files `jobs` (and the dirs and symlinks of `entries`) under
+/// `root`: local phase, fetch of what is missing, then fsync of everything.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn build_tree(
+    http: &Http,
+    root: PathBuf,
+    jobs: Vec<FileJob>,
+    entries: &[Entry],
+    index: LocalIndex,
+    have: Option<ManifestId>,
+    streams: usize,
+    quiet: bool,
+) -> Result<Built, ClientError> {
+    let staging = Arc::new(Staging { root, jobs });
+    let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
+    let stats = Arc::new(LocalStats::default());
+    let (st, en, ss) = (staging.clone(), entries.clone(), stats.clone());
+    let pending = tokio::task::spawn_blocking(move || {
+        st.make_dirs(&en)?;
+        st.build_local(&index, &ss)
+    })
+    .await??;
+
+    let mut wanted: Vec<(ferry_protocol::ChunkId, u32)> = pending
+        .iter()
+        .map(|(id, pos)| (*id, staging.jobs[pos[0].0].chunks[pos[0].1].len))
+        .collect();
+    // File order keeps each stream's writes local.
+    wanted.sort_by_key(|(id, _)| pending.get(id).map(|p| p[0]));
+    let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
+    let bar = progress::bytes_bar(progress::wanted(quiet), total, "fetching");
+    let pending = Arc::new(pending);
+    let (st, pe) = (staging.clone(), pending.clone());
+    let sink: fetch::Sink = Arc::new(move |chunk| match pe.get(&chunk.id()) {
+        Some(pos) => st.write_chunk(&chunk, pos),
+        None => Err(ClientError::protocol("chunk fetch", "server sent a chunk nobody asked for")),
+    });
+    let fstats = fetch::fetch_chunks(http, wanted, have, streams, sink, bar.clone()).await?;
+    bar.finish_and_clear();
+
+    let (st, en) = (staging.clone(), entries.clone());
+    tokio::task::spawn_blocking(move || st.finalize(&en)).await??;
+    use std::sync::atomic::Ordering::Relaxed;
+    Ok(Built {
+        chunks_fetched: fstats.chunks.load(Relaxed),
+        bytes_fetched_raw: fstats.raw_bytes.load(Relaxed),
+        chunks_reused: stats.chunks_reused.load(Relaxed),
+        bytes_reused: stats.bytes_reused.load(Relaxed),
+    })
+}

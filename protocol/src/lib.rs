@@ -1,0 +1,43 @@
+//! Ferry's wire types and codecs: pure data, no IO, no async.
+//!
+//! * [`hash`]: 32-byte BLAKE3 ids ([`ChunkId`], [`ManifestId`], [`FileId`]).
+//! * [`manifest`]: the version manifest (files as chunk lists).
+//! * [`channel`]: the channel record (which version a channel points at).
+//! * [`signed`]: Ed25519 envelopes over exact document bytes.
+//! * [`frame`]: the binary chunk stream of fetches and uploads.
+//! * [`chunk`]: compression and verification of chunk payloads.
+//! * [`messages`]: small CBOR request/response bodies.
+//! * [`names`]: validation of app, channel, version names and paths.
+//!
+//! Every decoder bounds its input and returns an error that names what was
+//! wrong; see `docs/protocol.md` for the HTTP API that carries these.
+
+mod cbor;
+pub mod channel;
+pub mod chunk;
+pub mod error;
+pub mod frame;
+pub mod hash;
+pub mod manifest;
+pub mod messages;
+pub mod names;
+pub mod params;
+pub mod signed;
+
+pub use channel::ChannelRecord;
+pub use chunk::VerifiedChunk;
+pub use error::{ChunkError, DecodeError, FrameError, NameError, ParseIdError, SignatureError};
+pub use frame::Codec;
+pub use hash::{ChunkId, FileId, ManifestId};
+pub use manifest::{ChunkRef, Entry, EntryKind, Manifest};
+pub use params::ChunkerParams;
+pub use signed::{Envelope, PublicKey, SecretKey};
+
+/// Seconds since the Unix epoch. (Clock reading is IO-free enough for a
+/// protocol crate and keeps every caller on the same definition.)
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

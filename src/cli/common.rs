@@ -1,0 +1,110 @@
+//! Helpers shared by subcommands: keys, runtime, JSON output.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use ferry_protocol::{PublicKey, SecretKey};
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Reads a secret key file made by `ferry keygen`.
+pub fn load_secret_key(path: &Path) -> Result<SecretKey> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read secret key {}", path.display()))?;
+    if meta.len() > 4096 {
+        bail!("{} is not a Ferry secret key file (too large)", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} is readable by other users; `chmod 600` it",
+                path.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret key {}", path.display()))?;
+    SecretKey::from_text(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// `--trust` values: a 64-hex-digit key, or a file with one key per line.
+pub fn parse_trust(values: &[String]) -> Result<Vec<PublicKey>> {
+    let mut out = Vec::new();
+    for v in values {
+        let v = v.trim();
+        if v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push(v.parse().with_context(|| format!("--trust {v}"))?);
+            continue;
+        }
+        let p = Path::new(v);
+        if p.is_file() {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read trusted keys from {}", p.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                out.push(line.parse().with_context(|| {
+                    format!("{} line {}: not a public key", p.display(), n + 1)
+                })?);
+            }
+            continue;
+        }
+        bail!("--trust {v:?}: expected a public key (64 hex digits, as printed by `ferry keygen`) or a file of them");
+    }
+    if out.is_empty() {
+        bail!("no trusted key given (--trust)");
+    }
+    Ok(out)
+}
+
+/// Prints a value as one line of JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(v).context("JSON encoding")?);
+    Ok(())
+}
+
+/// Human-readable byte count.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(10), "10 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 << 20), "5.0 MiB");
+    }
+
+    #[test]
+    fn trust_parsing() {
+        let k = SecretKey::from_seed([3; 32]).public().to_string();
+        assert_eq!(parse_trust(&[k.clone()]).unwrap().len(), 1);
+        assert!(parse_trust(&["nonsense".into()]).is_err());
+        assert!(parse_trust(&[]).is_err());
+    }
+}

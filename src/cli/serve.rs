@@ -1,0 +1,103 @@
+//! `ferry serve`: the deployment server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ferry_protocol::names::validate_app;
+use ferry_protocol::PublicKey;
+use ferry_server::{serve, ServerConfig, ServerState};
+use ferry_store::Store;
+
+use super::common::runtime;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory of the RocksDB store (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// Bearer token that push and promote must present; without one the
+    /// server is read-only.
+    #[arg(long, env = "FERRY_PUSH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub push_token: Option<String>,
+    /// Accept only this publisher key for an app (repeatable). Apps without
+    /// one pin the first key that publishes to them.
+    #[arg(long, value_name = "APP=PUBKEY")]
+    pub app_key: Vec<String>,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: u32,
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let mut app_keys: HashMap<String, Vec<PublicKey>> = HashMap::new();
+    for spec in &a.app_key {
+        let Some((app, key)) = spec.split_once('=') else {
+            bail!("--app-key {spec:?}: expected APP=PUBKEY");
+        };
+        validate_app(app).with_context(|| format!("--app-key {spec:?}"))?;
+        let key: PublicKey = key.parse().with_context(|| format!("--app-key {spec:?}"))?;
+        app_keys.entry(app.to_string()).or_default().push(key);
+    }
+    if let Some(t) = &a.push_token {
+        if t.len() < 16 {
+            tracing::warn!("the push token is short; use at least 16 random characters");
+        }
+    }
+    let store = Store::open(&a.data)
+        .with_context(|| format!("cannot open the store in {}", a.data.display()))?;
+    let state = Arc::new(ServerState {
+        store: Arc::new(store),
+        config: ServerConfig {
+            push_token: a.push_token.clone(),
+            app_keys,
+            max_connections: a.max_connections as usize,
+            ..ServerConfig::default()
+        },
+    });
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            "listening on http://{addr} (data {}, pushes {})",
+            a.data.display(),
+            if a.push_token.is_some() { "enabled" } else { "disabled: no --push-token" }
+        );
+        serve(listener, state, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}

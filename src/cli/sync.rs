@@ -1,0 +1,165 @@
+//! `ferry sync`, `ferry rollback`, `ferry verify`: the client machine's commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use ferry_client::{Http, SyncOptions, Timeouts};
+
+use super::common::{human, parse_trust, print_json, runtime};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Server URL, e.g. http://deploy.example:8470
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Application name.
+    #[arg(long)]
+    pub app: String,
+    /// Channel to follow.
+    #[arg(long)]
+    pub channel: String,
+    /// Install directory (current/, versions/, .ferry/ live here).
+    #[arg(long, value_name = "DIR")]
+    pub install: PathBuf,
+    /// Publisher public key to trust (repeatable), or a file of keys.
+    #[arg(long, value_name = "PUBKEY", required = true)]
+    pub trust: Vec<String>,
+    /// Previous versions to keep for rollback.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub keep: u32,
+    /// Concurrent fetch streams.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub streams: u32,
+    /// Seconds without progress before a request is abandoned.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Install directory.
+    #[arg(long, value_name = "DIR")]
+    pub install: PathBuf,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Install directory.
+    #[arg(long, value_name = "DIR")]
+    pub install: PathBuf,
+    /// Rebuild damaged or missing files (needs --server and --trust).
+    #[arg(long, requires_all = ["server", "trust"])]
+    pub repair: bool,
+    /// Server URL (for --repair).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Publisher public key to trust (for --repair).
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Vec<String>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn timeouts(read: u64) -> Timeouts {
+    Timeouts {
+        read,
+        ..Timeouts::default()
+    }
+}
+
+pub fn sync(a: SyncArgs) -> Result<ExitCode> {
+    let trusted = parse_trust(&a.trust)?;
+    let http = Http::new(&a.server, timeouts(a.timeout))?;
+    let o = SyncOptions {
+        app: a.app.clone(),
+        channel: a.channel.clone(),
+        install: a.install.clone(),
+        trusted,
+        keep: a.keep as usize,
+        streams: a.streams as usize,
+        quiet: a.quiet || a.json,
+    };
+    let r = runtime()?.block_on(ferry_client::sync(&http, &o))?;
+    if a.json {
+        print_json(&r)?;
+    } else if r.updated {
+        println!(
+            "{} {} -> {}: downloaded {} ({} chunks), reused {} local chunks ({}), version size {}",
+            r.app,
+            r.previous_version.as_deref().unwrap_or("(nothing)"),
+            r.version.as_deref().unwrap_or("?"),
+            human(r.bytes_downloaded),
+            r.chunks_fetched,
+            r.chunks_reused,
+            human(r.bytes_reused),
+            human(r.version_bytes)
+        );
+    } else {
+        println!(
+            "{} is up to date at {} ({} downloaded)",
+            r.app,
+            r.version.as_deref().unwrap_or("?"),
+            human(r.bytes_downloaded)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rollback(a: RollbackArgs) -> Result<ExitCode> {
+    let r = ferry_client::rollback(&a.install)?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "rolled back to {} (from {})",
+            r.version,
+            r.previous_version.as_deref().unwrap_or("nothing")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let r = if a.repair {
+        let server = a.server.as_deref().unwrap_or_default();
+        let trusted = parse_trust(&a.trust)?;
+        let http = Http::new(server, Timeouts::default())?;
+        runtime()?.block_on(ferry_client::repair_install(&http, &a.install, &trusted, 4, a.json))?
+    } else {
+        ferry_client::verify_install(&a.install)?
+    };
+    if a.json {
+        print_json(&r)?;
+    } else {
+        for p in &r.damaged {
+            println!("damaged: {}: {}", p.path, p.problem);
+        }
+        for p in &r.extra {
+            println!("extra (not in the manifest, left alone): {p}");
+        }
+        for p in &r.repaired {
+            println!("repaired: {p}");
+        }
+        println!(
+            "{} {}: {} files, {}: {}",
+            r.install,
+            r.version,
+            r.files,
+            human(r.bytes),
+            if r.clean { "ok" } else { "DAMAGED" }
+        );
+    }
+    Ok(if r.clean { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}

@@ -1,0 +1,19 @@
+//! Ferry's deployment-server store: chunks, manifests, version index,
+//! channel records (with history) and pinned publisher keys in one RocksDB
+//! database with a column family each.
+//!
+//! Synchronous by design: the server calls it from blocking tasks. Chunks
+//! enter only as [`StoredChunk`]s, which can only be built from bytes whose
+//! hash was verified, so the store never holds a chunk under a wrong id.
+//! See `docs/storage.md` for the layout and the crash-safety argument.
+
+mod db;
+mod error;
+mod fsck;
+mod keys;
+mod stored;
+
+pub use db::{Store, SCHEMA_VERSION};
+pub use error::StoreError;
+pub use fsck::{FsckReport, Problem};
+pub use stored::{parse_value, StoredChunk};
