@@ -68,8 +68,10 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))?;
         let addr = listener.local_addr()?;
+        // A fixed line scripts and tests can wait for (port 0 picks a port).
+        eprintln!("ferry serve: listening on http://{addr}");
         tracing::info!(
-            "listening on http://{addr} (data {}, pushes {})",
+            "serving (data {}, pushes {})",
             a.data.display(),
             if a.push_token.is_some() { "enabled" } else { "disabled: no --push-token" }
         );

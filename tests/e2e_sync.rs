@@ -1,0 +1,166 @@
+//! End to end, the happy paths: install, update, re-sync, rollback, repair,
+//! pushes that upload nothing, pruning of kept versions.
+
+mod support;
+
+use support::*;
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    server: Server,
+    key: Key,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let server = Server::start(&root.join("data"));
+    let key = keygen(&root, "publisher.key");
+    make_v1(&root.join("v1"));
+    make_v2(&root.join("v1"), &root.join("v2"));
+    World {
+        _tmp: tmp,
+        root,
+        server,
+        key,
+    }
+}
+
+impl World {
+    fn p(&self, rel: &str) -> String {
+        self.root.join(rel).display().to_string()
+    }
+
+    fn push(&self, dir: &str, version: &str) -> serde_json::Value {
+        let d = self.p(dir);
+        let k = self.key.path.display().to_string();
+        json(&ferry_ok(&push_args(&d, &self.server.url, version, &k)))
+    }
+
+    fn sync(&self, install: &str) -> serde_json::Value {
+        let i = self.p(install);
+        json(&ferry_ok(&sync_args(&self.server.url, &i, &self.key.public)))
+    }
+}
+
+#[test]
+fn install_update_resync_rollback() {
+    let w = world();
+    let p1 = w.push("v1", "1.0.0");
+    assert_eq!(p1["sequence"], 1);
+    assert!(p1["chunks_uploaded"].as_u64().unwrap() > 0);
+
+    let s1 = w.sync("inst");
+    assert_eq!(s1["updated"], true);
+    assert_eq!(s1["version"], "1.0.0");
+    assert!(s1["previous_version"].is_null());
+    assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
+
+    // The update changes 64 KiB in the middle of a 6 MiB library.
+    w.push("v2", "1.1.0");
+    let s2 = w.sync("inst");
+    assert_eq!(s2["updated"], true);
+    assert_eq!(s2["version"], "1.1.0");
+    assert_eq!(s2["previous_version"], "1.0.0");
+    let down = s2["bytes_downloaded"].as_u64().unwrap();
+    assert!(down < 600_000, "update downloaded {down} bytes for a 64 KiB change");
+    assert!(s2["chunks_reused"].as_u64().unwrap() > 50);
+    assert!(s2["requests"].as_u64().unwrap() <= 5, "{s2}");
+    assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
+    assert_same_tree(&w.root.join("v1"), &w.root.join("inst/versions/1.0.0"));
+
+    // Up to date: one small conditional request.
+    let s3 = w.sync("inst");
+    assert_eq!(s3["updated"], false);
+    assert_eq!(s3["requests"], 1);
+    assert!(s3["bytes_downloaded"].as_u64().unwrap() < 1024);
+
+    // Rollback needs no server, and the next sync brings the update back.
+    let rb = json(&ferry_ok(&["rollback", "--install", &w.p("inst"), "--json"]));
+    assert_eq!(rb["version"], "1.0.0");
+    assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
+    assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
+    let s4 = w.sync("inst");
+    assert_eq!(s4["updated"], true);
+    assert_eq!(s4["version"], "1.1.0");
+    assert_eq!(s4["chunks_fetched"], 0);
+    assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
+
+    // Nothing left behind in staging or trash.
+    for d in ["inst/.ferry/staging", "inst/.ferry/trash"] {
+        assert_eq!(std::fs::read_dir(w.root.join(d)).unwrap().count(), 0, "{d} not empty");
+    }
+}
+
+#[test]
+fn repair_after_corruption_and_deletion() {
+    let w = world();
+    w.push("v1", "1.0.0");
+    w.sync("inst");
+    let cur = w.root.join("inst/current");
+    // Corrupt the middle of the library, delete a doc, drop an exec bit.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(cur.join("lib/engine.so")).unwrap();
+        f.write_all_at(b"garbage", 3_000_000).unwrap();
+    }
+    std::fs::remove_file(cur.join("share/doc/page3.txt")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cur.join("bin/app"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = ferry(&["verify", "--install", &w.p("inst")]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in ["lib/engine.so", "share/doc/page3.txt", "bin/app"] {
+        assert!(text.contains(f), "verify did not report {f}:\n{text}");
+    }
+    let r = json(&ferry_ok(&[
+        "verify", "--install", &w.p("inst"), "--repair", "--server", &w.server.url, "--trust",
+        &w.key.public, "--json",
+    ]));
+    assert_eq!(r["clean"], true);
+    // Only the damaged chunk and the deleted file travel, not the library.
+    assert!(r["bytes_downloaded"].as_u64().unwrap() < 1_000_000, "{r}");
+    assert_same_tree(&w.root.join("v1"), &cur);
+    ferry_ok(&["verify", "--install", &w.p("inst")]);
+}
+
+#[test]
+fn push_of_unchanged_folder_uploads_nothing() {
+    let w = world();
+    w.push("v1", "1.0.0");
+    let again = w.push("v1", "1.0.1");
+    assert_eq!(again["chunks_uploaded"], 0);
+    assert_eq!(again["bytes_uploaded"], 0);
+    // The same version again is a no-op, not an error.
+    let same = w.push("v1", "1.0.1");
+    assert_eq!(same["already_published"], true);
+    // But a version is immutable.
+    let k = w.key.path.display().to_string();
+    let d = w.p("v2");
+    let err = ferry_err(&push_args(&d, &w.server.url, "1.0.1", &k));
+    assert!(err.contains("immutable"), "{err}");
+}
+
+#[test]
+fn keep_prunes_old_versions_and_fsck_is_clean() {
+    let w = world();
+    w.push("v1", "1.0.0");
+    w.sync("inst");
+    w.push("v2", "1.1.0");
+    w.sync("inst");
+    let v3 = w.root.join("v3");
+    copy_tree(&w.root.join("v2"), &v3);
+    write(&v3.join("README.txt"), b"three\n");
+    w.push("v3", "1.2.0");
+    w.sync("inst");
+    let kept: Vec<String> = std::fs::read_dir(w.root.join("inst/versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, vec!["1.1.0".to_string()]);
+    let out = ferry_ok(&["fsck", "--data", &w.server.data.display().to_string()]);
+    assert!(out.contains("clean"), "{out}");
+}

@@ -1,0 +1,270 @@
+//! Harness for end-to-end tests: the real `ferry` binary, a real server on
+//! 127.0.0.1 port 0 over a real RocksDB store in a temporary directory, and
+//! seeded generated application trees.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub const TOKEN: &str = "test-push-token-0123456789";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferry")
+}
+
+/// Runs `ferry ARGS`.
+pub fn ferry(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("FERRY_TOKEN")
+        .env_remove("FERRY_PUSH_TOKEN")
+        .output()
+        .expect("run ferry")
+}
+
+/// Runs `ferry ARGS`, asserts success, returns stdout.
+pub fn ferry_ok(args: &[&str]) -> String {
+    let out = ferry(args);
+    assert!(
+        out.status.success(),
+        "ferry {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `ferry ARGS`, asserts failure, returns stderr.
+pub fn ferry_err(args: &[&str]) -> String {
+    let out = ferry(args);
+    assert!(
+        !out.status.success(),
+        "ferry {args:?} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses the one JSON object a `--json` command prints.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// A running `ferry serve`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        Self::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--push-token", TOKEN])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferry serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(url) = line.strip_prefix("ferry serve: listening on ") {
+                        let _ = tx.send(url.trim().to_string());
+                        sent = true;
+                        continue;
+                    }
+                }
+                eprintln!("[server] {line}");
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not report its address");
+        Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A publisher key pair in `dir`.
+pub struct Key {
+    pub path: PathBuf,
+    pub public: String,
+}
+
+pub fn keygen(dir: &Path, name: &str) -> Key {
+    let path = dir.join(name);
+    let out = ferry_ok(&["keygen", "--secret-key", path.to_str().unwrap()]);
+    Key {
+        path,
+        public: out.trim().lines().last().unwrap().to_string(),
+    }
+}
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Random bytes (incompressible, like a native library).
+pub fn random_bytes(r: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    r.fill_bytes(&mut v);
+    v
+}
+
+/// Text-like bytes (compressible, like source or JS).
+pub fn text_bytes(r: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &["let", "const", "function", "return", "value", "(", ")", "{", "}", ";\n", "=", "index"];
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        out.extend_from_slice(WORDS[r.gen_range(0..WORDS.len())].as_bytes());
+        out.push(b' ');
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write(path: &Path, data: &[u8]) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+#[cfg(unix)]
+pub fn set_exec(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Version 1 of a sample app: a large "library", an executable, text files,
+/// a nested dir, an empty dir and a symlink.
+pub fn make_v1(dir: &Path) {
+    let mut r = rng(1);
+    write(&dir.join("lib/engine.so"), &random_bytes(&mut r, 6 << 20));
+    write(&dir.join("bin/app"), &random_bytes(&mut r, 300_000));
+    set_exec(&dir.join("bin/app"));
+    for i in 0..12 {
+        write(&dir.join(format!("share/doc/page{i}.txt")), &text_bytes(&mut r, 2_000 + i * 997));
+    }
+    write(&dir.join("README.txt"), b"Sample app, version 1\n");
+    write(&dir.join("empty.cfg"), b"");
+    std::fs::create_dir_all(dir.join("var/empty")).unwrap();
+    std::os::unix::fs::symlink("engine.so", dir.join("lib/engine.so.1")).unwrap();
+}
+
+/// Version 2: 64 KiB in the middle of the library rewritten, README
+/// changed, one file added.
+pub fn make_v2(v1: &Path, dir: &Path) {
+    copy_tree(v1, dir);
+    let lib = dir.join("lib/engine.so");
+    let mut data = std::fs::read(&lib).unwrap();
+    let mid = data.len() / 2;
+    let mut r = rng(2);
+    let patch = random_bytes(&mut r, 64 * 1024);
+    data[mid..mid + patch.len()].copy_from_slice(&patch);
+    std::fs::write(&lib, &data).unwrap();
+    write(&dir.join("README.txt"), b"Sample app, version 2\n");
+    write(&dir.join("share/new-feature.txt"), &text_bytes(&mut r, 5_000));
+}
+
+/// Copies a tree preserving symlinks and modes.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Asserts two trees are identical: same paths, types, contents, symlink
+/// targets and exec bits.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let la = listing(a);
+    let lb = listing(b);
+    assert_eq!(la, lb, "trees {} and {} differ", a.display(), b.display());
+}
+
+fn listing(root: &Path) -> Vec<(String, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut items: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap()).collect();
+        items.sort_by_key(|e| e.file_name());
+        for e in items {
+            let r = rel.join(e.file_name());
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let desc = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(r.clone());
+                "dir".to_string()
+            } else {
+                let data = std::fs::read(e.path()).unwrap();
+                format!(
+                    "file {} {} exec={}",
+                    data.len(),
+                    blake3::hash(&data).to_hex(),
+                    m.permissions().mode() & 0o111 != 0
+                )
+            };
+            out.push((r.display().to_string(), desc));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Arguments of `ferry sync` for the test app.
+pub fn sync_args<'a>(url: &'a str, install: &'a str, trust: &'a str) -> Vec<&'a str> {
+    vec![
+        "sync", "--server", url, "--app", "demo", "--channel", "stable", "--install", install,
+        "--trust", trust, "--json", "--quiet",
+    ]
+}
+
+/// Arguments of `ferry push` for the test app.
+pub fn push_args<'a>(dir: &'a str, url: &'a str, version: &'a str, key: &'a str) -> Vec<&'a str> {
+    vec![
+        "push", dir, "--server", url, "--app", "demo", "--version", version, "--key", key,
+        "--token", TOKEN, "--channel", "stable", "--json", "--quiet",
+    ]
+}
