@@ -7,7 +7,9 @@ mod support;
 use std::path::Path;
 
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
-use ferry_protocol::{unix_now, ChannelRecord, ChunkRef, ChunkerParams, Entry, EntryKind, Manifest, SecretKey};
+use ferry_protocol::{
+    unix_now, ChannelRecord, ChunkRef, ChunkerParams, Entry, EntryKind, Manifest, SecretKey,
+};
 use ferry_store::{Store, StoredChunk};
 use support::*;
 
@@ -26,12 +28,29 @@ fn wrong_token_is_refused_and_nothing_is_stored() {
     let key = keygen(t.path(), "k");
     make_v1(&t.path().join("v1"));
     let err = ferry_err(&[
-        "push", &s(&t.path().join("v1")), "--server", &server.url, "--app", "demo", "--version",
-        "1.0.0", "--key", &s(&key.path), "--token", "not-the-token",
+        "push",
+        &s(&t.path().join("v1")),
+        "--server",
+        &server.url,
+        "--app",
+        "demo",
+        "--version",
+        "1.0.0",
+        "--key",
+        &s(&key.path),
+        "--token",
+        "not-the-token",
     ]);
-    assert!(err.contains("401") && err.contains("wrong push token"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("wrong push token"),
+        "{err}"
+    );
     assert!(err.lines().count() == 1, "error should be one line: {err}");
-    let err = ferry_err(&sync_args(&server.url, &s(&t.path().join("i")), &key.public));
+    let err = ferry_err(&sync_args(
+        &server.url,
+        &s(&t.path().join("i")),
+        &key.public,
+    ));
     assert!(err.contains("404"), "{err}");
     server.stop();
     let store = Store::open_read_only(&t.path().join("data")).unwrap();
@@ -47,10 +66,23 @@ fn manifest_signed_by_another_key_is_refused_by_server_and_client() {
     let b = keygen(t.path(), "b");
     make_v1(&t.path().join("v1"));
     make_v2(&t.path().join("v1"), &t.path().join("v2"));
-    ferry_ok(&push_args(&s(&t.path().join("v1")), &server.url, "1.0.0", &s(&a.path)));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &server.url,
+        "1.0.0",
+        &s(&a.path),
+    ));
     // The server pinned key a for the app on first use: b is refused.
-    let err = ferry_err(&push_args(&s(&t.path().join("v2")), &server.url, "1.1.0", &s(&b.path)));
-    assert!(err.contains("403") && err.contains("not signed by any trusted key"), "{err}");
+    let err = ferry_err(&push_args(
+        &s(&t.path().join("v2")),
+        &server.url,
+        "1.1.0",
+        &s(&b.path),
+    ));
+    assert!(
+        err.contains("403") && err.contains("not signed by any trusted key"),
+        "{err}"
+    );
     // A client that trusts only b refuses what a signed, and installs nothing.
     let inst = t.path().join("i");
     let err = ferry_err(&sync_args(&server.url, &s(&inst), &b.public));
@@ -66,9 +98,19 @@ fn server_configured_keys_refuse_first_use_of_another() {
     let spec = format!("demo={}", a.public);
     let server = Server::start_with(&t.path().join("data"), &["--app-key", &spec]);
     make_v1(&t.path().join("v1"));
-    let err = ferry_err(&push_args(&s(&t.path().join("v1")), &server.url, "1.0.0", &s(&b.path)));
+    let err = ferry_err(&push_args(
+        &s(&t.path().join("v1")),
+        &server.url,
+        "1.0.0",
+        &s(&b.path),
+    ));
     assert!(err.contains("403"), "{err}");
-    ferry_ok(&push_args(&s(&t.path().join("v1")), &server.url, "1.0.0", &s(&a.path)));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &server.url,
+        "1.0.0",
+        &s(&a.path),
+    ));
 }
 
 #[test]
@@ -79,17 +121,35 @@ fn lower_sequence_is_refused_by_server_and_client() {
     make_v2(&t.path().join("v1"), &t.path().join("v2"));
     // Server B stays at sequence 1 (a stale mirror).
     let b = Server::start(&t.path().join("data-b"));
-    ferry_ok(&push_args(&s(&t.path().join("v1")), &b.url, "1.0.0", &s(&key.path)));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &b.url,
+        "1.0.0",
+        &s(&key.path),
+    ));
     // Server A moves on to sequence 2.
     let a = Server::start(&t.path().join("data-a"));
-    ferry_ok(&push_args(&s(&t.path().join("v1")), &a.url, "1.0.0", &s(&key.path)));
-    ferry_ok(&push_args(&s(&t.path().join("v2")), &a.url, "1.1.0", &s(&key.path)));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &a.url,
+        "1.0.0",
+        &s(&key.path),
+    ));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v2")),
+        &a.url,
+        "1.1.0",
+        &s(&key.path),
+    ));
     let inst = t.path().join("i");
     let r = json(&ferry_ok(&sync_args(&a.url, &s(&inst), &key.public)));
     assert_eq!(r["sequence"], 2);
     // The client refuses to go back to sequence 1.
     let err = ferry_err(&sync_args(&b.url, &s(&inst), &key.public));
-    assert!(err.contains("sequence 1") && err.contains("rollback attack"), "{err}");
+    assert!(
+        err.contains("sequence 1") && err.contains("rollback attack"),
+        "{err}"
+    );
     assert_same_tree(&t.path().join("v2"), &inst.join("current"));
 
     // The server refuses to store a record that does not raise the sequence.
@@ -110,8 +170,13 @@ fn lower_sequence_is_refused_by_server_and_client() {
         expires_at: None,
     };
     let bytes = secret.sign(KIND_CHANNEL, rec.encode()).encode();
-    let err = rt.block_on(http.publish_channel("demo", "stable", bytes)).unwrap_err();
-    assert!(err.to_string().contains("409") && err.to_string().contains("higher"), "{err}");
+    let err = rt
+        .block_on(http.publish_channel("demo", "stable", bytes))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("409") && err.to_string().contains("higher"),
+        "{err}"
+    );
 }
 
 /// Publishes `entries` as version 6.6.6 of app demo straight into a store,
@@ -120,7 +185,9 @@ fn plant_manifest(data: &Path, key: &SecretKey, entries: Vec<Entry>, chunks: &[&
     let store = Store::open(data).unwrap();
     let stored: Vec<StoredChunk> = chunks
         .iter()
-        .map(|c| StoredChunk::from_verified(&ferry_protocol::VerifiedChunk::from_data(c.to_vec()), 3))
+        .map(|c| {
+            StoredChunk::from_verified(&ferry_protocol::VerifiedChunk::from_data(c.to_vec()), 3)
+        })
         .collect();
     store.put_chunks(&stored).unwrap();
     let m = Manifest {
@@ -176,14 +243,12 @@ fn manifest_paths_that_escape_are_refused_and_nothing_is_written() {
         ("absolute", vec![file_entry(&abs, payload)]),
         (
             "symlink-out",
-            vec![
-                Entry {
-                    path: "a".into(),
-                    kind: EntryKind::Symlink {
-                        target: outside.display().to_string(),
-                    },
+            vec![Entry {
+                path: "a".into(),
+                kind: EntryKind::Symlink {
+                    target: outside.display().to_string(),
                 },
-            ],
+            }],
         ),
     ];
     for (name, entries) in cases {
@@ -192,9 +257,19 @@ fn manifest_paths_that_escape_are_refused_and_nothing_is_written() {
         let server = Server::start(&data);
         let inst = t.path().join(format!("inst-{name}"));
         let err = ferry_err(&sync_args(&server.url, &s(&inst), &key.public));
-        assert!(err.contains("path") || err.contains("symlink"), "{name}: {err}");
-        assert!(!inst.join("current").exists(), "{name}: something was installed");
-        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{name}: wrote outside");
+        assert!(
+            err.contains("path") || err.contains("symlink"),
+            "{name}: {err}"
+        );
+        assert!(
+            !inst.join("current").exists(),
+            "{name}: something was installed"
+        );
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{name}: wrote outside"
+        );
         assert!(!t.path().join("evil").exists());
         assert!(!inst.join("evil").exists());
     }
@@ -215,15 +290,33 @@ fn chunk_that_does_not_match_its_id_is_refused_by_server_and_client() {
     let mut body = Vec::new();
     ferry_protocol::frame::encode_header(&mut body);
     let id = ferry_protocol::ChunkId::of(b"the real bytes");
-    ferry_protocol::frame::encode_frame(&mut body, &id, ferry_protocol::Codec::Raw, 9, b"fake byte");
+    ferry_protocol::frame::encode_frame(
+        &mut body,
+        &id,
+        ferry_protocol::Codec::Raw,
+        9,
+        b"fake byte",
+    );
     ferry_protocol::frame::encode_end(&mut body);
-    let err = rt.block_on(http.upload(body.into())).unwrap_err().to_string();
+    let err = rt
+        .block_on(http.upload(body.into()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("422") && err.contains("hash"), "{err}");
-    assert_eq!(rt.block_on(http.missing(&[id])).unwrap(), vec![id], "bad chunk was stored");
+    assert_eq!(
+        rt.block_on(http.missing(&[id])).unwrap(),
+        vec![id],
+        "bad chunk was stored"
+    );
 
     // Client side: a server whose store holds wrong bytes under an id.
     make_v1(&t.path().join("v1"));
-    ferry_ok(&push_args(&s(&t.path().join("v1")), &server.url, "1.0.0", &s(&key.path)));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &server.url,
+        "1.0.0",
+        &s(&key.path),
+    ));
     server.stop();
     tamper_one_chunk(&data);
     let out = ferry(&["fsck", "--data", &s(&data)]);

@@ -40,7 +40,11 @@ impl World {
 
     fn sync(&self, install: &str) -> serde_json::Value {
         let i = self.p(install);
-        json(&ferry_ok(&sync_args(&self.server.url, &i, &self.key.public)))
+        json(&ferry_ok(&sync_args(
+            &self.server.url,
+            &i,
+            &self.key.public,
+        )))
     }
 }
 
@@ -64,7 +68,10 @@ fn install_update_resync_rollback() {
     assert_eq!(s2["version"], "1.1.0");
     assert_eq!(s2["previous_version"], "1.0.0");
     let down = s2["bytes_downloaded"].as_u64().unwrap();
-    assert!(down < 600_000, "update downloaded {down} bytes for a 64 KiB change");
+    assert!(
+        down < 600_000,
+        "update downloaded {down} bytes for a 64 KiB change"
+    );
     assert!(s2["chunks_reused"].as_u64().unwrap() > 50);
     assert!(s2["requests"].as_u64().unwrap() <= 5, "{s2}");
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
@@ -77,7 +84,12 @@ fn install_update_resync_rollback() {
     assert!(s3["bytes_downloaded"].as_u64().unwrap() < 1024);
 
     // Rollback needs no server, and the next sync brings the update back.
-    let rb = json(&ferry_ok(&["rollback", "--install", &w.p("inst"), "--json"]));
+    let rb = json(&ferry_ok(&[
+        "rollback",
+        "--install",
+        &w.p("inst"),
+        "--json",
+    ]));
     assert_eq!(rb["version"], "1.0.0");
     assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
@@ -89,7 +101,11 @@ fn install_update_resync_rollback() {
 
     // Nothing left behind in staging or trash.
     for d in ["inst/.ferry/staging", "inst/.ferry/trash"] {
-        assert_eq!(std::fs::read_dir(w.root.join(d)).unwrap().count(), 0, "{d} not empty");
+        assert_eq!(
+            std::fs::read_dir(w.root.join(d)).unwrap().count(),
+            0,
+            "{d} not empty"
+        );
     }
 }
 
@@ -102,13 +118,17 @@ fn repair_after_corruption_and_deletion() {
     // Corrupt the middle of the library, delete a doc, drop an exec bit.
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(cur.join("lib/engine.so")).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cur.join("lib/engine.so"))
+            .unwrap();
         f.write_all_at(b"garbage", 3_000_000).unwrap();
     }
     std::fs::remove_file(cur.join("share/doc/page3.txt")).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(cur.join("bin/app"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(cur.join("bin/app"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
     }
     let out = ferry(&["verify", "--install", &w.p("inst")]);
     assert_eq!(out.status.code(), Some(3));
@@ -117,8 +137,15 @@ fn repair_after_corruption_and_deletion() {
         assert!(text.contains(f), "verify did not report {f}:\n{text}");
     }
     let r = json(&ferry_ok(&[
-        "verify", "--install", &w.p("inst"), "--repair", "--server", &w.server.url, "--trust",
-        &w.key.public, "--json",
+        "verify",
+        "--install",
+        &w.p("inst"),
+        "--repair",
+        "--server",
+        &w.server.url,
+        "--trust",
+        &w.key.public,
+        "--json",
     ]));
     assert_eq!(r["clean"], true);
     // Only the damaged chunk and the deleted file travel, not the library.

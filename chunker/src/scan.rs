@@ -128,7 +128,9 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<(String, Found)>) -> Result<(), Sc
         let item = item.map_err(|e| ScanError::io(&dir, e))?;
         let name = item.file_name();
         let full = item.path();
-        let name = name.to_str().ok_or_else(|| ScanError::NonUtf8(full.clone()))?;
+        let name = name
+            .to_str()
+            .ok_or_else(|| ScanError::NonUtf8(full.clone()))?;
         let child = if rel.is_empty() {
             name.to_string()
         } else {
@@ -144,7 +146,12 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<(String, Found)>) -> Result<(), Sc
             walk(root, &child, out)?;
         } else if ft.is_file() {
             let meta = item.metadata().map_err(|e| ScanError::io(&full, e))?;
-            out.push((child, Found::File { exec: is_exec(&meta) }));
+            out.push((
+                child,
+                Found::File {
+                    exec: is_exec(&meta),
+                },
+            ));
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(|e| ScanError::io(&full, e))?;
             let target = path_to_target(&full, target)?;

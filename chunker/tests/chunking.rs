@@ -78,8 +78,12 @@ fn check_golden(name: &str, params: ChunkerParams, data: &[u8]) {
         std::fs::write(&path, &text).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set FERRY_UPDATE_GOLDEN=1 to create)", path.display()));
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set FERRY_UPDATE_GOLDEN=1 to create)",
+            path.display()
+        )
+    });
     assert!(
         want == text,
         "cut points of {name} changed: did the fastcdc version or the chunker change?\n\
@@ -89,7 +93,11 @@ fn check_golden(name: &str, params: ChunkerParams, data: &[u8]) {
 
 #[test]
 fn golden_random_default_params() {
-    check_golden("random-3mib-default", ChunkerParams::default(), &random_bytes(1, 3 << 20));
+    check_golden(
+        "random-3mib-default",
+        ChunkerParams::default(),
+        &random_bytes(1, 3 << 20),
+    );
 }
 
 #[test]
@@ -99,7 +107,11 @@ fn golden_random_small_params() {
 
 #[test]
 fn golden_text_default_params() {
-    check_golden("text-2mib-default", ChunkerParams::default(), &text_bytes(3, 2 << 20));
+    check_golden(
+        "text-2mib-default",
+        ChunkerParams::default(),
+        &text_bytes(3, 2 << 20),
+    );
 }
 
 #[test]
@@ -111,11 +123,25 @@ fn golden_zeros_hits_max() {
 fn size_boundaries() {
     let p = small();
     let c = Chunker::new(p).unwrap();
-    for len in [0, 1, p.min as usize - 1, p.min as usize, p.min as usize + 1, p.avg as usize,
-                p.max as usize - 1, p.max as usize, p.max as usize + 1, 3 * p.max as usize + 7] {
+    for len in [
+        0,
+        1,
+        p.min as usize - 1,
+        p.min as usize,
+        p.min as usize + 1,
+        p.avg as usize,
+        p.max as usize - 1,
+        p.max as usize,
+        p.max as usize + 1,
+        3 * p.max as usize + 7,
+    ] {
         let data = random_bytes(len as u64, len);
         let chunks = c.chunk_bytes(&data);
-        assert_eq!(chunks.iter().map(|c| c.len as usize).sum::<usize>(), len, "len {len}");
+        assert_eq!(
+            chunks.iter().map(|c| c.len as usize).sum::<usize>(),
+            len,
+            "len {len}"
+        );
         if len == 0 {
             assert!(chunks.is_empty());
         }
@@ -129,8 +155,18 @@ fn size_boundaries() {
 
 #[test]
 fn invalid_params_refused() {
-    assert!(Chunker::new(ChunkerParams { min: 63, avg: 256, max: 1024 }).is_err());
-    assert!(Chunker::new(ChunkerParams { min: 4096, avg: 1024, max: 8192 }).is_err());
+    assert!(Chunker::new(ChunkerParams {
+        min: 63,
+        avg: 256,
+        max: 1024
+    })
+    .is_err());
+    assert!(Chunker::new(ChunkerParams {
+        min: 4096,
+        avg: 1024,
+        max: 8192
+    })
+    .is_err());
 }
 
 /// Hands out data in small, uneven pieces to exercise the window logic.
@@ -143,7 +179,9 @@ struct Trickle<'a> {
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.n += 1;
-        let k = (1 + (self.n * 7919) % self.step).min(buf.len()).min(self.data.len());
+        let k = (1 + (self.n * 7919) % self.step)
+            .min(buf.len())
+            .min(self.data.len());
         buf[..k].copy_from_slice(&self.data[..k]);
         self.data = &self.data[k..];
         Ok(k)
@@ -157,7 +195,11 @@ fn streaming_across_many_windows_matches_reference() {
     let c = Chunker::new(ChunkerParams::default()).unwrap();
     let reference = c.chunk_bytes(&data);
     let streamed = c
-        .chunk_reader(Trickle { data: &data, step: 100_000, n: 0 })
+        .chunk_reader(Trickle {
+            data: &data,
+            step: 100_000,
+            n: 0,
+        })
         .unwrap();
     assert_eq!(streamed, reference);
 }
@@ -165,7 +207,11 @@ fn streaming_across_many_windows_matches_reference() {
 fn arb_params() -> impl Strategy<Value = ChunkerParams> {
     (8u32..12).prop_map(|bits| {
         let avg = 1u32 << bits;
-        ChunkerParams { min: avg / 4, avg, max: avg * 4 }
+        ChunkerParams {
+            min: avg / 4,
+            avg,
+            max: avg * 4,
+        }
     })
 }
 

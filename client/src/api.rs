@@ -36,7 +36,9 @@ impl Http {
             extra.push((header::IF_NONE_MATCH, e));
         }
         let path = format!("/v1/apps/{app}/channels/{channel}");
-        let resp = self.send(Method::GET, &path, None, &extra, Bytes::new()).await?;
+        let resp = self
+            .send(Method::GET, &path, None, &extra, Bytes::new())
+            .await?;
         let resp = self.check(resp, &what).await?;
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(None);
@@ -53,7 +55,11 @@ impl Http {
     }
 
     /// GET the current channel record if there is one (for promote).
-    pub async fn get_channel_opt(&self, app: &str, channel: &str) -> Result<Option<Bytes>, ClientError> {
+    pub async fn get_channel_opt(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> Result<Option<Bytes>, ClientError> {
         match self.get_channel(app, channel, None).await {
             Ok(r) => Ok(r.map(|r| r.bytes)),
             Err(ClientError::Server { status: 404, .. }) => Ok(None),
@@ -65,7 +71,13 @@ impl Http {
     pub async fn get_manifest(&self, id: &ManifestId) -> Result<Bytes, ClientError> {
         let what = format!("manifest {}", id.short());
         let resp = self
-            .send(Method::GET, &format!("/v1/manifests/{id}"), None, &[], Bytes::new())
+            .send(
+                Method::GET,
+                &format!("/v1/manifests/{id}"),
+                None,
+                &[],
+                Bytes::new(),
+            )
             .await?;
         let resp = self.check(resp, &what).await?;
         self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
@@ -76,7 +88,13 @@ impl Http {
     pub async fn get_version(&self, app: &str, version: &str) -> Result<Bytes, ClientError> {
         let what = format!("version {version} of {app}");
         let resp = self
-            .send(Method::GET, &format!("/v1/apps/{app}/versions/{version}"), None, &[], Bytes::new())
+            .send(
+                Method::GET,
+                &format!("/v1/apps/{app}/versions/{version}"),
+                None,
+                &[],
+                Bytes::new(),
+            )
             .await?;
         let resp = self.check(resp, &what).await?;
         self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
@@ -88,10 +106,18 @@ impl Http {
         let what = "missing-chunk query";
         let body = IdList { ids: ids.to_vec() }.encode();
         let resp = self
-            .send(Method::POST, "/v1/chunks/missing", Some(CBOR), &[], body.into())
+            .send(
+                Method::POST,
+                "/v1/chunks/missing",
+                Some(CBOR),
+                &[],
+                body.into(),
+            )
             .await?;
         let resp = self.check(resp, what).await?;
-        let b = self.read_body(resp, (ids.len() as u64 + 1) * 32 + 1024, what).await?;
+        let b = self
+            .read_body(resp, (ids.len() as u64 + 1) * 32 + 1024, what)
+            .await?;
         let list = IdList::decode(&b)?;
         Ok(list.ids)
     }
@@ -111,7 +137,13 @@ impl Http {
     pub async fn publish_manifest(&self, envelope: Vec<u8>) -> Result<ManifestId, ClientError> {
         let what = "manifest publish";
         let resp = self
-            .send(Method::PUT, "/v1/manifests", Some(CBOR), &[], envelope.into())
+            .send(
+                Method::PUT,
+                "/v1/manifests",
+                Some(CBOR),
+                &[],
+                envelope.into(),
+            )
             .await?;
         let resp = self.check(resp, what).await?;
         let b = self.read_body(resp, 1024, what).await?;
@@ -119,7 +151,12 @@ impl Http {
     }
 
     /// PUT a signed channel record envelope.
-    pub async fn publish_channel(&self, app: &str, channel: &str, envelope: Vec<u8>) -> Result<(), ClientError> {
+    pub async fn publish_channel(
+        &self,
+        app: &str,
+        channel: &str,
+        envelope: Vec<u8>,
+    ) -> Result<(), ClientError> {
         let what = format!("channel publish {app}/{channel}");
         let resp = self
             .send(
@@ -138,7 +175,13 @@ impl Http {
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Response<Incoming>, ClientError> {
         let what = "chunk fetch";
         let resp = self
-            .send(Method::POST, "/v1/chunks/fetch", Some(CBOR), &[], req.encode().into())
+            .send(
+                Method::POST,
+                "/v1/chunks/fetch",
+                Some(CBOR),
+                &[],
+                req.encode().into(),
+            )
             .await?;
         self.check(resp, what).await
     }

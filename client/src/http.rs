@@ -61,7 +61,9 @@ impl Http {
             url: base.to_string(),
             reason: reason.to_string(),
         };
-        let uri: Uri = base.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let uri: Uri = base
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
@@ -159,9 +161,14 @@ impl Http {
     }
 
     /// Reads the next piece of a body, with the read timeout; counts bytes.
-    pub async fn next_piece(&self, body: &mut Incoming, what: &str) -> Result<Option<Bytes>, ClientError> {
+    pub async fn next_piece(
+        &self,
+        body: &mut Incoming,
+        what: &str,
+    ) -> Result<Option<Bytes>, ClientError> {
         loop {
-            let f = tokio::time::timeout(Duration::from_secs(self.timeouts.read), body.frame()).await;
+            let f =
+                tokio::time::timeout(Duration::from_secs(self.timeouts.read), body.frame()).await;
             let frame = match f {
                 Err(_) => {
                     return Err(ClientError::Timeout {
@@ -171,7 +178,10 @@ impl Http {
                 }
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => {
-                    return Err(ClientError::protocol(what, format!("connection broke: {}", error_chain(&e))))
+                    return Err(ClientError::protocol(
+                        what,
+                        format!("connection broke: {}", error_chain(&e)),
+                    ))
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -185,7 +195,12 @@ impl Http {
     }
 
     /// Reads a whole body of at most `max` bytes.
-    pub async fn read_body(&self, resp: Response<Incoming>, max: u64, what: &str) -> Result<Bytes, ClientError> {
+    pub async fn read_body(
+        &self,
+        resp: Response<Incoming>,
+        max: u64,
+        what: &str,
+    ) -> Result<Bytes, ClientError> {
         let mut body = resp.into_body();
         let mut out = BytesMut::new();
         while let Some(piece) = self.next_piece(&mut body, what).await? {
@@ -201,7 +216,11 @@ impl Http {
     }
 
     /// Turns a non-success response into an error carrying the server's text.
-    pub async fn check(&self, resp: Response<Incoming>, what: &str) -> Result<Response<Incoming>, ClientError> {
+    pub async fn check(
+        &self,
+        resp: Response<Incoming>,
+        what: &str,
+    ) -> Result<Response<Incoming>, ClientError> {
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok(resp);

@@ -29,7 +29,11 @@ pub struct PromoteReport {
     pub expires_at: Option<u64>,
 }
 
-pub async fn promote(http: &Http, key: &SecretKey, o: &PromoteOptions) -> Result<PromoteReport, ClientError> {
+pub async fn promote(
+    http: &Http,
+    key: &SecretKey,
+    o: &PromoteOptions,
+) -> Result<PromoteReport, ClientError> {
     validate_app(&o.app).map_err(|e| ClientError::Usage(e.to_string()))?;
     validate_channel(&o.channel).map_err(|e| ClientError::Usage(e.to_string()))?;
     validate_version(&o.version).map_err(|e| ClientError::Usage(e.to_string()))?;

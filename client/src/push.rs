@@ -16,7 +16,9 @@ use ferry_protocol::frame::{encode_end, encode_frame, encode_header};
 use ferry_protocol::messages::MAX_IDS_PER_REQUEST;
 use ferry_protocol::names::{validate_app, validate_version};
 use ferry_protocol::signed::KIND_MANIFEST;
-use ferry_protocol::{unix_now, ChunkId, ChunkerParams, EntryKind, Manifest, ManifestId, SecretKey};
+use ferry_protocol::{
+    unix_now, ChunkId, ChunkerParams, EntryKind, Manifest, ManifestId, SecretKey,
+};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -88,7 +90,11 @@ struct Source {
     len: u32,
 }
 
-pub async fn push(http: &Http, key: &SecretKey, opts: &PushOptions) -> Result<PushReport, ClientError> {
+pub async fn push(
+    http: &Http,
+    key: &SecretKey,
+    opts: &PushOptions,
+) -> Result<PushReport, ClientError> {
     let start = Instant::now();
     validate_app(&opts.app).map_err(|e| ClientError::Usage(e.to_string()))?;
     validate_version(&opts.version).map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -123,8 +129,10 @@ pub async fn push(http: &Http, key: &SecretKey, opts: &PushOptions) -> Result<Pu
             for group in ids.chunks(MAX_IDS_PER_REQUEST) {
                 missing.extend(http.missing(group).await?);
             }
-            let to_send: Vec<Source> =
-                sources.into_iter().filter(|s| missing.contains(&s.id)).collect();
+            let to_send: Vec<Source> = sources
+                .into_iter()
+                .filter(|s| missing.contains(&s.id))
+                .collect();
             let uploaded = upload(http, to_send, opts, show).await?;
             let body = manifest.encode();
             let manifest_bytes = body.len() as u64;
@@ -213,7 +221,9 @@ fn dir_size_hint(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
@@ -284,7 +294,8 @@ async fn upload(
             tasks.spawn(async move {
                 let n = batch.len() as u64;
                 let raw: u64 = batch.iter().map(|s| u64::from(s.len)).sum();
-                let body = tokio::task::spawn_blocking(move || encode_batch(&batch, level)).await??;
+                let body =
+                    tokio::task::spawn_blocking(move || encode_batch(&batch, level)).await??;
                 let len = body.len() as u64;
                 upload_with_retry(&http, body).await?;
                 bar.inc(raw);

@@ -88,7 +88,14 @@ fn check_entry(root: &Path, e: &ferry_protocol::Entry) -> Option<String> {
                 return Some(format!("size is {}, expected {size}", meta.len()));
             }
             if (meta.permissions().mode() & 0o111 != 0) != *exec {
-                return Some(if *exec { "not executable" } else { "unexpectedly executable" }.into());
+                return Some(
+                    if *exec {
+                        "not executable"
+                    } else {
+                        "unexpectedly executable"
+                    }
+                    .into(),
+                );
             }
             let f = match File::open(&p) {
                 Ok(f) => f,
@@ -102,7 +109,10 @@ fn check_entry(root: &Path, e: &ferry_protocol::Entry) -> Option<String> {
                     return Some(format!("read error at offset {off}: {err}"));
                 }
                 if ChunkId::of(&buf) != c.id {
-                    return Some(format!("content differs in bytes {off}..{}", off + u64::from(c.len)));
+                    return Some(format!(
+                        "content differs in bytes {off}..{}",
+                        off + u64::from(c.len)
+                    ));
                 }
                 off += u64::from(c.len);
             }
@@ -112,11 +122,19 @@ fn check_entry(root: &Path, e: &ferry_protocol::Entry) -> Option<String> {
 }
 
 fn find_extra(root: &Path, rel: &str, known: &HashSet<&str>, out: &mut Vec<String>) {
-    let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
     let Ok(rd) = fs::read_dir(&dir) else { return };
     for item in rd.flatten() {
         let name = item.file_name().to_string_lossy().into_owned();
-        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if !known.contains(child.as_str()) {
             out.push(child);
             continue;
@@ -144,12 +162,19 @@ pub struct VerifyReport {
 
 /// Loads a stored manifest of an installed version, checking that its bytes
 /// hash to `id` and, when keys are given, that a trusted key signed it.
-pub fn load_manifest(layout: &Layout, id: &ManifestId, trusted: &[PublicKey]) -> Result<Manifest, ClientError> {
+pub fn load_manifest(
+    layout: &Layout,
+    id: &ManifestId,
+    trusted: &[PublicKey],
+) -> Result<Manifest, ClientError> {
     let path = layout.manifest_file(id);
     let bytes = fs::read(&path).map_err(|e| ClientError::io(&path, e))?;
     let env = Envelope::decode(&bytes, usize::MAX)?;
     if ManifestId::of(&env.body) != *id {
-        return Err(ClientError::install(&layout.root, format!("stored manifest {} is damaged", id.short())));
+        return Err(ClientError::install(
+            &layout.root,
+            format!("stored manifest {} is damaged", id.short()),
+        ));
     }
     if !trusted.is_empty() {
         env.verify(KIND_MANIFEST, trusted)?;

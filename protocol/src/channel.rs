@@ -87,7 +87,9 @@ impl ChannelRecord {
         if format != CHANNEL_FORMAT {
             return Err(DecodeError::invalid(
                 WHAT,
-                format!("format {format} is not supported by this build (expected {CHANNEL_FORMAT})"),
+                format!(
+                    "format {format} is not supported by this build (expected {CHANNEL_FORMAT})"
+                ),
             ));
         }
         let rec = ChannelRecord {
@@ -99,6 +101,9 @@ impl ChannelRecord {
             issued_at: required(issued, WHAT, "issued_at")?,
             expires_at: expires,
         };
+        if rec.encode() != bytes {
+            return Err(DecodeError::invalid(WHAT, "not in canonical encoding"));
+        }
         validate_app(&rec.app)?;
         validate_channel(&rec.channel)?;
         validate_version(&rec.version)?;

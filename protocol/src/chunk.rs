@@ -102,7 +102,9 @@ mod tests {
 
     #[test]
     fn incompressible_stays_raw() {
-        let data: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let (codec, payload) = compress(&data, 3);
         if codec == Codec::Raw {
             assert_eq!(payload, data);

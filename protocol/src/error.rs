@@ -80,7 +80,10 @@ pub enum SignatureError {
     #[error("{kind} carries a bad signature from key {key}")]
     Bad { kind: &'static str, key: String },
     #[error("document is a {found}, expected a {expected}")]
-    WrongKind { expected: &'static str, found: String },
+    WrongKind {
+        expected: &'static str,
+        found: String,
+    },
     #[error("invalid public key: {0}")]
     InvalidKey(String),
 }

@@ -197,7 +197,9 @@ impl StreamDecoder {
                 }
                 let ok_len = match codec {
                     Codec::Raw => payload_len == raw_len,
-                    Codec::Zstd => payload_len > 0 && u64::from(payload_len) <= max_payload_len(raw_len),
+                    Codec::Zstd => {
+                        payload_len > 0 && u64::from(payload_len) <= max_payload_len(raw_len)
+                    }
                 };
                 if !ok_len {
                     return Err(FrameError::Invalid {

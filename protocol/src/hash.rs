@@ -151,9 +151,15 @@ mod tests {
 
     #[test]
     fn bad_hex_is_rejected_with_reason() {
-        assert!(matches!("abc".parse::<ChunkId>(), Err(ParseIdError::HexLength(3))));
+        assert!(matches!(
+            "abc".parse::<ChunkId>(),
+            Err(ParseIdError::HexLength(3))
+        ));
         let s = "g".repeat(64);
-        assert!(matches!(s.parse::<ChunkId>(), Err(ParseIdError::HexDigit('g'))));
+        assert!(matches!(
+            s.parse::<ChunkId>(),
+            Err(ParseIdError::HexDigit('g'))
+        ));
     }
 
     #[test]

@@ -23,9 +23,7 @@ use minicbor::Decoder;
 use crate::cbor::{cbor_err, encoder, expect_end, ok, required, Enc, MapReader};
 use crate::error::DecodeError;
 use crate::hash::{ids_from_bytes, ChunkId, FileId, ManifestId};
-use crate::names::{
-    parent_of, validate_app, validate_rel_path, validate_version, MAX_PATH_LEN,
-};
+use crate::names::{parent_of, validate_app, validate_rel_path, validate_version, MAX_PATH_LEN};
 use crate::params::ChunkerParams;
 
 /// Manifest format understood by this build.
@@ -104,8 +102,10 @@ impl Manifest {
         ok(ok(e.u8(0)).u32(MANIFEST_FORMAT));
         ok(ok(e.u8(1)).str(&self.app));
         ok(ok(e.u8(2)).str(&self.version));
-        ok(ok(ok(ok(ok(e.u8(3)).array(3)).u32(self.params.min)).u32(self.params.avg))
-            .u32(self.params.max));
+        ok(
+            ok(ok(ok(ok(e.u8(3)).array(3)).u32(self.params.min)).u32(self.params.avg))
+                .u32(self.params.max),
+        );
         ok(ok(e.u8(4)).u64(self.created_at));
         ok(ok(e.u8(5)).array(self.entries.len() as u64));
         for entry in &self.entries {
@@ -131,6 +131,11 @@ impl Manifest {
         let mut d = Decoder::new(bytes);
         let m = decode_body(&mut d)?;
         expect_end(&d, WHAT)?;
+        // One manifest, one byte string, one id: refuse non-shortest
+        // integers and other variants a lenient decoder would let through.
+        if m.encode() != bytes {
+            return Err(DecodeError::invalid(WHAT, "not in canonical encoding"));
+        }
         m.validate()?;
         Ok(m)
     }
@@ -188,9 +193,9 @@ impl Manifest {
                             format!("{:?}: chunks add up to {sum}, size is {size}", entry.path),
                         ));
                     }
-                    total = total.checked_add(*size).ok_or_else(|| {
-                        DecodeError::invalid(WHAT, "total size overflows")
-                    })?;
+                    total = total
+                        .checked_add(*size)
+                        .ok_or_else(|| DecodeError::invalid(WHAT, "total size overflows"))?;
                 }
                 EntryKind::Symlink { target } => {
                     validate_symlink(&entry.path, target, &dirs)?;
@@ -277,7 +282,10 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Manifest, DecodeError> {
             3 => {
                 let n = r.d.array().map_err(|e| r.err(e))?;
                 if n != Some(3) {
-                    return Err(DecodeError::invalid(WHAT, "chunker parameters need 3 numbers"));
+                    return Err(DecodeError::invalid(
+                        WHAT,
+                        "chunker parameters need 3 numbers",
+                    ));
                 }
                 params = Some(ChunkerParams {
                     min: r.u32()?,

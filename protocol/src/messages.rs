@@ -24,7 +24,10 @@ fn decode_ids(r: &mut MapReader<'_, '_>, what: &'static str) -> Result<Vec<Chunk
     if b.len() > MAX_IDS_PER_REQUEST * 32 {
         return Err(DecodeError::invalid(
             what,
-            format!("{} ids, at most {MAX_IDS_PER_REQUEST} per request", b.len() / 32),
+            format!(
+                "{} ids, at most {MAX_IDS_PER_REQUEST} per request",
+                b.len() / 32
+            ),
         ));
     }
     Ok(ids_from_bytes(b)?)
@@ -177,7 +180,10 @@ mod tests {
             have: Some(ManifestId::of(b"m")),
         };
         assert_eq!(FetchRequest::decode(&f.encode()).unwrap(), f);
-        let u = UploadResponse { stored: 3, present: 4 };
+        let u = UploadResponse {
+            stored: 3,
+            present: 4,
+        };
         assert_eq!(UploadResponse::decode(&u.encode()).unwrap(), u);
         let p = PublishResponse {
             manifest_id: ManifestId::of(b"x"),

@@ -155,12 +155,31 @@ mod tests {
 
     #[test]
     fn paths() {
-        for ok in ["a", "a/b/c.txt", "numpy/_core/lib.so", "x..y", ".gitignore", "console/x"] {
+        for ok in [
+            "a",
+            "a/b/c.txt",
+            "numpy/_core/lib.so",
+            "x..y",
+            ".gitignore",
+            "console/x",
+        ] {
             assert!(validate_rel_path(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "c:x", "a\\b", "CON",
-            "dir/nul.txt", "Com1.log", "a\0b", "a\nb",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "c:x",
+            "a\\b",
+            "CON",
+            "dir/nul.txt",
+            "Com1.log",
+            "a\0b",
+            "a\nb",
         ] {
             assert!(validate_rel_path(bad).is_err(), "{bad:?}");
         }

@@ -57,8 +57,7 @@ impl std::fmt::Debug for PublicKey {
 impl std::str::FromStr for PublicKey {
     type Err = SignatureError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes =
-            parse_hex32(s.trim()).map_err(|e| SignatureError::InvalidKey(e.to_string()))?;
+        let bytes = parse_hex32(s.trim()).map_err(|e| SignatureError::InvalidKey(e.to_string()))?;
         let k = PublicKey(bytes);
         k.validate()?;
         Ok(k)
@@ -94,7 +93,9 @@ impl SecretKey {
     /// Parses the key file form.
     pub fn from_text(text: &str) -> Result<Self, SignatureError> {
         let hex = text.trim().strip_prefix(SECRET_KEY_PREFIX).ok_or_else(|| {
-            SignatureError::InvalidKey("not a Ferry secret key file (made by `ferry keygen`)".into())
+            SignatureError::InvalidKey(
+                "not a Ferry secret key file (made by `ferry keygen`)".into(),
+            )
         })?;
         let seed = parse_hex32(hex).map_err(|e| SignatureError::InvalidKey(e.to_string()))?;
         Ok(SecretKey::from_seed(seed))
@@ -163,11 +164,15 @@ impl Envelope {
             }
         }
         expect_end(&d, WHAT)?;
-        Ok(Envelope {
+        let env = Envelope {
             kind: required(kind, WHAT, "kind")?,
             body: required(body, WHAT, "body")?,
             signatures: required(sigs, WHAT, "signatures")?,
-        })
+        };
+        if env.encode() != bytes {
+            return Err(DecodeError::invalid(WHAT, "not in canonical encoding"));
+        }
+        Ok(env)
     }
 
     /// The keys that claim to have signed (not yet verified).
@@ -225,12 +230,18 @@ fn decode_sigs(d: &mut Decoder<'_>) -> Result<Vec<(PublicKey, [u8; 64])>, Decode
         .map_err(c)?
         .ok_or_else(|| DecodeError::invalid(WHAT, "indefinite-length signature list"))?;
     if n > MAX_SIGNATURES {
-        return Err(DecodeError::invalid(WHAT, format!("{n} signatures, at most {MAX_SIGNATURES}")));
+        return Err(DecodeError::invalid(
+            WHAT,
+            format!("{n} signatures, at most {MAX_SIGNATURES}"),
+        ));
     }
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
         if d.array().map_err(c)? != Some(2) {
-            return Err(DecodeError::invalid(WHAT, "signature must be [key, signature]"));
+            return Err(DecodeError::invalid(
+                WHAT,
+                "signature must be [key, signature]",
+            ));
         }
         let key: [u8; 32] = d
             .bytes()

@@ -117,16 +117,16 @@ pub async fn get_version(
         Ok(s.get_manifest(&id)?.map(|m| (id, m)))
     })
     .await?;
-    let (id, m) = found
-        .ok_or_else(|| ApiError::not_found(format!("app {app} has no version {version}")))?;
-    build(
-        ok(CBOR).header("x-ferry-manifest-id", id.to_hex()),
-        full(m),
-    )
+    let (id, m) =
+        found.ok_or_else(|| ApiError::not_found(format!("app {app} has no version {version}")))?;
+    build(ok(CBOR).header("x-ferry-manifest-id", id.to_hex()), full(m))
 }
 
 /// Versions of an app, one `version manifest-id` line each (for operators).
-pub async fn list_versions(st: Arc<ServerState>, app: &str) -> Result<Response<RespBody>, ApiError> {
+pub async fn list_versions(
+    st: Arc<ServerState>,
+    app: &str,
+) -> Result<Response<RespBody>, ApiError> {
     validate_app(app).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let a = app.to_string();
     let list = blocking(&st, move |s| Ok(s.list_versions(&a)?)).await?;
@@ -156,7 +156,11 @@ pub async fn get_chunk(st: Arc<ServerState>, id: &str) -> Result<Response<RespBo
 
 /// Encodes a stored chunk value as a frame (with stream header and end
 /// frame when `whole_stream`).
-pub fn frame_from_stored(id: &ChunkId, value: &[u8], whole_stream: bool) -> Result<Vec<u8>, ApiError> {
+pub fn frame_from_stored(
+    id: &ChunkId,
+    value: &[u8],
+    whole_stream: bool,
+) -> Result<Vec<u8>, ApiError> {
     let (codec, raw_len, payload) =
         ferry_store::parse_value(id, value).map_err(ApiError::internal)?;
     let mut out = Vec::with_capacity(payload.len() + 64);

@@ -48,12 +48,16 @@ mod tests {
     fn token_checks() {
         assert!(require_push_token(&h("Bearer s3cret"), Some("s3cret")).is_ok());
         assert_eq!(
-            require_push_token(&h("Bearer nope"), Some("s3cret")).unwrap_err().status,
+            require_push_token(&h("Bearer nope"), Some("s3cret"))
+                .unwrap_err()
+                .status,
             StatusCode::UNAUTHORIZED
         );
         assert!(require_push_token(&HeaderMap::new(), Some("s3cret")).is_err());
         assert_eq!(
-            require_push_token(&h("Bearer s3cret"), None).unwrap_err().status,
+            require_push_token(&h("Bearer s3cret"), None)
+                .unwrap_err()
+                .status,
             StatusCode::FORBIDDEN
         );
     }

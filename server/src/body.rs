@@ -30,7 +30,9 @@ pub async fn read_limited(body: Incoming, max: usize, what: &str) -> Result<Byte
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("{what} is larger than the limit of {max} bytes"),

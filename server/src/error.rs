@@ -28,7 +28,10 @@ impl ApiError {
 
     pub fn internal(m: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {m}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {m}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {m}"),
+        )
     }
 }
 

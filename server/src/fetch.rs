@@ -26,7 +26,10 @@ const IN_FLIGHT: usize = 4;
 /// Chunks read from the store per multi-get.
 const READ_GROUP: usize = 64;
 
-pub async fn fetch(st: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<RespBody>, ApiError> {
+pub async fn fetch(
+    st: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ApiError> {
     require_content_type(req.headers(), CBOR)?;
     let body = read_limited(req.into_body(), MAX_ID_LIST_BODY, "fetch request").await?;
     let fr = FetchRequest::decode(&body)?;
@@ -66,7 +69,10 @@ fn produce(store: &Store, ids: &[ChunkId], tx: &mpsc::Sender<Result<Bytes, std::
                 None => encode_missing(&mut buf, id),
             }
             if buf.len() >= SEND_CHUNK {
-                let piece = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(SEND_CHUNK + 64 * 1024)));
+                let piece = Bytes::from(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(SEND_CHUNK + 64 * 1024),
+                ));
                 if tx.blocking_send(Ok(piece)).is_err() {
                     return;
                 }
@@ -77,7 +83,10 @@ fn produce(store: &Store, ids: &[ChunkId], tx: &mpsc::Sender<Result<Bytes, std::
     let _ = tx.blocking_send(Ok(Bytes::from(buf)));
 }
 
-pub async fn missing(st: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<RespBody>, ApiError> {
+pub async fn missing(
+    st: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ApiError> {
     require_push_token(req.headers(), st.config.push_token.as_deref())?;
     require_content_type(req.headers(), CBOR)?;
     let body = read_limited(req.into_body(), MAX_ID_LIST_BODY, "missing-chunk query").await?;

@@ -53,7 +53,10 @@ fn accepted_keys(
     Ok(store.pin_app_key(app, first)?)
 }
 
-pub async fn put_manifest(st: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<RespBody>, ApiError> {
+pub async fn put_manifest(
+    st: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ApiError> {
     require_push_token(req.headers(), st.config.push_token.as_deref())?;
     require_content_type(req.headers(), CBOR)?;
     let max = MAX_MANIFEST_BYTES + ENVELOPE_SLACK;
@@ -70,18 +73,31 @@ pub async fn put_manifest(st: Arc<ServerState>, req: Request<Incoming>) -> Resul
         let manifest = Manifest::decode(&env.body)?;
         let keys = accepted_keys(&st2, store, &manifest.app, &env, KIND_MANIFEST, true)?;
         env.verify(KIND_MANIFEST, &keys).map_err(|e| {
-            forbidden(format!("{e}; this server accepts for app {}: {}", manifest.app, list(&keys)))
+            forbidden(format!(
+                "{e}; this server accepts for app {}: {}",
+                manifest.app,
+                list(&keys)
+            ))
         })?;
         let id = ManifestId::of(&env.body);
         let created = store.put_manifest(&body, id, &manifest)?;
         if created {
-            tracing::info!("published {} {} as manifest {}", manifest.app, manifest.version, id.short());
+            tracing::info!(
+                "published {} {} as manifest {}",
+                manifest.app,
+                manifest.version,
+                id.short()
+            );
         }
         Ok((id, created))
     })
     .await?;
     Response::builder()
-        .status(if created { StatusCode::CREATED } else { StatusCode::OK })
+        .status(if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        })
         .header(header::CONTENT_TYPE, CBOR)
         .body(full(PublishResponse { manifest_id: id }.encode()))
         .map_err(ApiError::internal)
@@ -121,10 +137,18 @@ pub async fn put_channel(
                 format!("app {app} has no published version yet; push one first"),
             ));
         }
-        env.verify(KIND_CHANNEL, &keys)
-            .map_err(|e| forbidden(format!("{e}; this server accepts for app {app}: {}", list(&keys))))?;
+        env.verify(KIND_CHANNEL, &keys).map_err(|e| {
+            forbidden(format!(
+                "{e}; this server accepts for app {app}: {}",
+                list(&keys)
+            ))
+        })?;
         store.put_channel(&body, &rec)?;
-        tracing::info!("channel {app}/{channel} -> {} (sequence {})", rec.version, rec.sequence);
+        tracing::info!(
+            "channel {app}/{channel} -> {} (sequence {})",
+            rec.version,
+            rec.sequence
+        );
         Ok(())
     })
     .await?;
@@ -135,5 +159,8 @@ pub async fn put_channel(
 }
 
 fn list(keys: &[PublicKey]) -> String {
-    keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -94,7 +94,9 @@ pub async fn serve(
             let st = st.clone();
             async move { Ok::<_, std::convert::Infallible>(route(st, req, peer).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -23,7 +23,10 @@ pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
 /// Most chunks in one upload.
 pub const MAX_UPLOAD_CHUNKS: usize = 65_536;
 
-pub async fn upload(st: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<RespBody>, ApiError> {
+pub async fn upload(
+    st: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ApiError> {
     require_push_token(req.headers(), st.config.push_token.as_deref())?;
     require_content_type(req.headers(), CHUNKS)?;
     let body = read_limited(req.into_body(), MAX_UPLOAD_BODY, "chunk upload").await?;
@@ -33,7 +36,10 @@ pub async fn upload(st: Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
             .into_par_iter()
             .map(|(id, codec, raw_len, payload)| {
                 StoredChunk::verify(id, codec, raw_len, payload.to_vec()).map_err(|e| {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("rejected upload: {e}"))
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("rejected upload: {e}"),
+                    )
                 })
             })
             .collect();
@@ -63,7 +69,12 @@ fn parse_frames(body: &[u8]) -> Result<Vec<RawFrame<'_>>, ApiError> {
             Ok(Some((frame, used))) => {
                 pos += used;
                 match frame {
-                    Frame::Chunk { id, codec, raw_len, payload } => {
+                    Frame::Chunk {
+                        id,
+                        codec,
+                        raw_len,
+                        payload,
+                    } => {
                         if out.len() >= MAX_UPLOAD_CHUNKS {
                             return Err(ApiError::new(
                                 StatusCode::PAYLOAD_TOO_LARGE,

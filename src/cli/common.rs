@@ -18,7 +18,10 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read secret key {}", path.display()))?;
     if meta.len() > 4096 {
-        bail!("{} is not a Ferry secret key file (too large)", path.display());
+        bail!(
+            "{} is not a Ferry secret key file (too large)",
+            path.display()
+        );
     }
     #[cfg(unix)]
     {

@@ -63,5 +63,9 @@ pub fn run(a: FsckArgs) -> Result<ExitCode> {
         }
         println!("{}", if s.clean { "clean" } else { "DAMAGED" });
     }
-    Ok(if s.clean { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if s.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -23,7 +23,12 @@ pub struct PublishTarget {
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
     /// The server's push token.
-    #[arg(long, env = "FERRY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FERRY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: String,
     /// Clients refuse the channel record after this long (e.g. 30d, 12h);
     /// re-promote before then. Default: never expires.
@@ -86,9 +91,17 @@ fn params(a: &PushArgs) -> Result<ChunkerParams> {
     let d = ChunkerParams::default();
     let avg = a.avg_chunk.unwrap_or(d.avg);
     let p = ChunkerParams {
-        min: a.min_chunk.unwrap_or(if a.avg_chunk.is_some() { avg / 4 } else { d.min }),
+        min: a.min_chunk.unwrap_or(if a.avg_chunk.is_some() {
+            avg / 4
+        } else {
+            d.min
+        }),
         avg,
-        max: a.max_chunk.unwrap_or(if a.avg_chunk.is_some() { avg.saturating_mul(4) } else { d.max }),
+        max: a.max_chunk.unwrap_or(if a.avg_chunk.is_some() {
+            avg.saturating_mul(4)
+        } else {
+            d.max
+        }),
     };
     p.validate().context("chunk size options")?;
     Ok(p)
@@ -96,7 +109,8 @@ fn params(a: &PushArgs) -> Result<ChunkerParams> {
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let key = load_secret_key(&a.target.key)?;
-    let http = Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
+    let http =
+        Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
     let mut o = PushOptions::new(a.dir.clone(), &a.target.app, &a.version);
     o.params = params(&a)?;
     o.zstd_level = a.zstd_level;
@@ -113,7 +127,12 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
     } else {
         println!(
             "{} {}: {} files, {} in {} chunks ({} distinct)",
-            r.app, r.version, r.files, human(r.bytes), r.chunks, r.unique_chunks
+            r.app,
+            r.version,
+            r.files,
+            human(r.bytes),
+            r.chunks,
+            r.unique_chunks
         );
         if r.already_published {
             println!("already published with the same contents; nothing uploaded");
@@ -135,7 +154,8 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
 
 pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
     let key = load_secret_key(&a.target.key)?;
-    let http = Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
+    let http =
+        Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
     let o = PromoteOptions {
         app: a.target.app.clone(),
         channel: a.channel.clone(),

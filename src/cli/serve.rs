@@ -25,7 +25,12 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Bearer token that push and promote must present; without one the
     /// server is read-only.
-    #[arg(long, env = "FERRY_PUSH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FERRY_PUSH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub push_token: Option<String>,
     /// Accept only this publisher key for an app (repeatable). Apps without
     /// one pin the first key that publishes to them.
@@ -73,7 +78,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tracing::info!(
             "serving (data {}, pushes {})",
             a.data.display(),
-            if a.push_token.is_some() { "enabled" } else { "disabled: no --push-token" }
+            if a.push_token.is_some() {
+                "enabled"
+            } else {
+                "disabled: no --push-token"
+            }
         );
         serve(listener, state, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())

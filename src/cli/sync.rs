@@ -136,7 +136,9 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
         let server = a.server.as_deref().unwrap_or_default();
         let trusted = parse_trust(&a.trust)?;
         let http = Http::new(server, Timeouts::default())?;
-        runtime()?.block_on(ferry_client::repair_install(&http, &a.install, &trusted, 4, a.json))?
+        runtime()?.block_on(ferry_client::repair_install(
+            &http, &a.install, &trusted, 4, a.json,
+        ))?
     } else {
         ferry_client::verify_install(&a.install)?
     };
@@ -161,5 +163,9 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
             if r.clean { "ok" } else { "DAMAGED" }
         );
     }
-    Ok(if r.clean { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if r.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

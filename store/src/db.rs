@@ -144,7 +144,10 @@ impl Store {
         let cf = self.cf(CF_CHUNK_INDEX);
         let mut out = Vec::with_capacity(ids.len());
         for group in ids.chunks(LOOKUP_BATCH) {
-            for r in self.db.batched_multi_get_cf(cf, group.iter().map(|i| &i.0[..]), false) {
+            for r in self
+                .db
+                .batched_multi_get_cf(cf, group.iter().map(|i| &i.0[..]), false)
+            {
                 out.push(r?.is_some());
             }
         }
@@ -182,7 +185,10 @@ impl Store {
     pub fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let cf = self.cf(CF_CHUNKS);
         let mut out = Vec::with_capacity(ids.len());
-        for r in self.db.batched_multi_get_cf(cf, ids.iter().map(|i| &i.0[..]), false) {
+        for r in self
+            .db
+            .batched_multi_get_cf(cf, ids.iter().map(|i| &i.0[..]), false)
+        {
             out.push(r?.map(|v| v.to_vec()));
         }
         Ok(out)
@@ -264,7 +270,10 @@ impl Store {
 
     /// The manifest id of an app's version.
     pub fn get_version(&self, app: &str, version: &str) -> Result<Option<ManifestId>, StoreError> {
-        match self.db.get_cf(self.cf(CF_VERSIONS), keys::pair(app, version))? {
+        match self
+            .db
+            .get_cf(self.cf(CF_VERSIONS), keys::pair(app, version))?
+        {
             None => Ok(None),
             Some(v) => ManifestId::from_slice(&v)
                 .map(Some)
@@ -297,7 +306,9 @@ impl Store {
 
     /// The current signed record of a channel.
     pub fn get_channel(&self, app: &str, channel: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(CF_CHANNELS), keys::pair(app, channel))?)
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_CHANNELS), keys::pair(app, channel))?)
     }
 
     /// Stores a verified channel record if its sequence is above the current
@@ -394,7 +405,9 @@ pub(crate) fn decode_channel(bytes: &[u8]) -> Result<ChannelRecord, StoreError> 
     let env = Envelope::decode(bytes, usize::MAX)
         .map_err(|e| StoreError::Corrupt(format!("stored channel record: {e}")))?;
     if env.kind != KIND_CHANNEL {
-        return Err(StoreError::Corrupt("stored channel record has wrong kind".into()));
+        return Err(StoreError::Corrupt(
+            "stored channel record has wrong kind".into(),
+        ));
     }
     ChannelRecord::decode(&env.body)
         .map_err(|e| StoreError::Corrupt(format!("stored channel record: {e}")))

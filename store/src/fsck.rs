@@ -67,31 +67,44 @@ impl Store {
             r.stored_bytes += v.len() as u64;
             match parse_value(&id, &v) {
                 Err(e) => r.bad(e.to_string()),
-                Ok((codec, raw_len, payload)) => match decode_payload(id, codec, raw_len, payload) {
-                    Err(e) => r.bad(format!("damaged chunk: {e}")),
-                    Ok(_) => {
-                        r.chunk_bytes += u64::from(raw_len);
-                        present.insert(id);
+                Ok((codec, raw_len, payload)) => {
+                    match decode_payload(id, codec, raw_len, payload) {
+                        Err(e) => r.bad(format!("damaged chunk: {e}")),
+                        Ok(_) => {
+                            r.chunk_bytes += u64::from(raw_len);
+                            present.insert(id);
+                        }
                     }
-                },
+                }
             }
         }
         let mut indexed = 0u64;
-        for item in self.db.iterator_cf(self.cf(CF_CHUNK_INDEX), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CHUNK_INDEX), IteratorMode::Start)
+        {
             let (k, _) = item?;
             indexed += 1;
             match ChunkId::from_slice(&k) {
                 Ok(id) if present.contains(&id) => {}
-                Ok(id) => r.bad(format!("index lists chunk {id} but its data is missing or damaged")),
+                Ok(id) => r.bad(format!(
+                    "index lists chunk {id} but its data is missing or damaged"
+                )),
                 Err(_) => r.bad("index key is not an id".into()),
             }
         }
         if indexed < r.chunks {
-            r.bad(format!("{} chunks are stored but not indexed", r.chunks - indexed));
+            r.bad(format!(
+                "{} chunks are stored but not indexed",
+                r.chunks - indexed
+            ));
         }
 
         let mut manifests: HashSet<ManifestId> = HashSet::new();
-        for item in self.db.iterator_cf(self.cf(CF_MANIFESTS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_MANIFESTS), IteratorMode::Start)
+        {
             let (k, v) = item?;
             r.manifests += 1;
             let Ok(id) = ManifestId::from_slice(&k) else {
@@ -118,7 +131,11 @@ impl Store {
                 Ok(_) => r.bad(format!("manifest {id}: app {} has no pinned key", m.app)),
                 Err(e) => r.bad(e.to_string()),
             }
-            let missing = m.unique_chunks().iter().filter(|c| !present.contains(&c.id)).count();
+            let missing = m
+                .unique_chunks()
+                .iter()
+                .filter(|c| !present.contains(&c.id))
+                .count();
             if missing > 0 {
                 r.bad(format!(
                     "manifest {id} ({} {}): {missing} chunks missing or damaged",
@@ -128,7 +145,10 @@ impl Store {
             manifests.insert(id);
         }
 
-        for item in self.db.iterator_cf(self.cf(CF_VERSIONS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_VERSIONS), IteratorMode::Start)
+        {
             let (k, v) = item?;
             r.versions += 1;
             let name = split_pair(&k).map_or("?".into(), |(a, v)| format!("{a} {v}"));
@@ -138,7 +158,10 @@ impl Store {
             }
         }
 
-        for item in self.db.iterator_cf(self.cf(CF_CHANNELS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CHANNELS), IteratorMode::Start)
+        {
             let (k, v) = item?;
             r.channels += 1;
             let name = split_pair(&k).map_or("?".into(), |(a, c)| format!("{a}/{c}"));
@@ -146,7 +169,10 @@ impl Store {
                 Err(e) => r.bad(format!("channel {name}: {e}")),
                 Ok(rec) => {
                     if !manifests.contains(&rec.manifest_id) {
-                        r.bad(format!("channel {name} points at missing manifest {}", rec.manifest_id));
+                        r.bad(format!(
+                            "channel {name} points at missing manifest {}",
+                            rec.manifest_id
+                        ));
                     }
                     let keys = self.app_keys(&rec.app).unwrap_or_default();
                     let env = ferry_protocol::Envelope::decode(&v, usize::MAX);
@@ -159,7 +185,10 @@ impl Store {
             }
         }
 
-        for item in self.db.iterator_cf(self.cf(CF_APP_KEYS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_APP_KEYS), IteratorMode::Start)
+        {
             let (k, v) = item?;
             let app = String::from_utf8_lossy(&k).into_owned();
             if let Err(e) = decode_keys(&app, &v) {

@@ -147,7 +147,9 @@ pub fn random_bytes(r: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
 
 /// Text-like bytes (compressible, like source or JS).
 pub fn text_bytes(r: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &["let", "const", "function", "return", "value", "(", ")", "{", "}", ";\n", "=", "index"];
+    const WORDS: &[&str] = &[
+        "let", "const", "function", "return", "value", "(", ")", "{", "}", ";\n", "=", "index",
+    ];
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
         out.extend_from_slice(WORDS[r.gen_range(0..WORDS.len())].as_bytes());
@@ -178,7 +180,10 @@ pub fn make_v1(dir: &Path) {
     write(&dir.join("bin/app"), &random_bytes(&mut r, 300_000));
     set_exec(&dir.join("bin/app"));
     for i in 0..12 {
-        write(&dir.join(format!("share/doc/page{i}.txt")), &text_bytes(&mut r, 2_000 + i * 997));
+        write(
+            &dir.join(format!("share/doc/page{i}.txt")),
+            &text_bytes(&mut r, 2_000 + i * 997),
+        );
     }
     write(&dir.join("README.txt"), b"Sample app, version 1\n");
     write(&dir.join("empty.cfg"), b"");
@@ -198,7 +203,10 @@ pub fn make_v2(v1: &Path, dir: &Path) {
     data[mid..mid + patch.len()].copy_from_slice(&patch);
     std::fs::write(&lib, &data).unwrap();
     write(&dir.join("README.txt"), b"Sample app, version 2\n");
-    write(&dir.join("share/new-feature.txt"), &text_bytes(&mut r, 5_000));
+    write(
+        &dir.join("share/new-feature.txt"),
+        &text_bytes(&mut r, 5_000),
+    );
 }
 
 /// Copies a tree preserving symlinks and modes.
@@ -227,7 +235,10 @@ fn listing(root: &Path) -> Vec<(String, String)> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
-        let mut items: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap()).collect();
+        let mut items: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         items.sort_by_key(|e| e.file_name());
         for e in items {
             let r = rel.join(e.file_name());
@@ -256,15 +267,40 @@ fn listing(root: &Path) -> Vec<(String, String)> {
 /// Arguments of `ferry sync` for the test app.
 pub fn sync_args<'a>(url: &'a str, install: &'a str, trust: &'a str) -> Vec<&'a str> {
     vec![
-        "sync", "--server", url, "--app", "demo", "--channel", "stable", "--install", install,
-        "--trust", trust, "--json", "--quiet",
+        "sync",
+        "--server",
+        url,
+        "--app",
+        "demo",
+        "--channel",
+        "stable",
+        "--install",
+        install,
+        "--trust",
+        trust,
+        "--json",
+        "--quiet",
     ]
 }
 
 /// Arguments of `ferry push` for the test app.
 pub fn push_args<'a>(dir: &'a str, url: &'a str, version: &'a str, key: &'a str) -> Vec<&'a str> {
     vec![
-        "push", dir, "--server", url, "--app", "demo", "--version", version, "--key", key,
-        "--token", TOKEN, "--channel", "stable", "--json", "--quiet",
+        "push",
+        dir,
+        "--server",
+        url,
+        "--app",
+        "demo",
+        "--version",
+        version,
+        "--key",
+        key,
+        "--token",
+        TOKEN,
+        "--channel",
+        "stable",
+        "--json",
+        "--quiet",
     ]
 }

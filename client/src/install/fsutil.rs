@@ -12,10 +12,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ClientError> {
     let dir = path
         .parent()
         .ok_or_else(|| ClientError::Internal(format!("{} has no parent", path.display())))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = OpenOptions::new()

@@ -18,7 +18,13 @@ impl Layout {
         std::fs::create_dir_all(root).map_err(|e| ClientError::io(root, e))?;
         let root = root.canonicalize().map_err(|e| ClientError::io(root, e))?;
         let l = Layout { root };
-        for d in [l.meta(), l.manifests(), l.staging_root(), l.versions(), l.trash()] {
+        for d in [
+            l.meta(),
+            l.manifests(),
+            l.staging_root(),
+            l.versions(),
+            l.trash(),
+        ] {
             std::fs::create_dir_all(&d).map_err(|e| ClientError::io(&d, e))?;
         }
         Ok(l)

@@ -91,7 +91,10 @@ impl InstallState {
         let path = layout.state_file();
         let meta = std::fs::metadata(&path).map_err(|e| ClientError::io(&path, e))?;
         if meta.len() > MAX_STATE_BYTES {
-            return Err(ClientError::install(&layout.root, "state file is implausibly large"));
+            return Err(ClientError::install(
+                &layout.root,
+                "state file is implausibly large",
+            ));
         }
         let text = std::fs::read(&path).map_err(|e| ClientError::io(&path, e))?;
         let st: InstallState = serde_json::from_slice(&text).map_err(|e| {

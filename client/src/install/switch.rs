@@ -64,7 +64,11 @@ pub fn switch_to(
     let has_current = std::fs::symlink_metadata(&current).is_ok();
     let journal = Journal {
         new,
-        old: if has_current { state.current.clone() } else { None },
+        old: if has_current {
+            state.current.clone()
+        } else {
+            None
+        },
         source: source.clone(),
         new_ino,
     };
@@ -124,7 +128,9 @@ fn finish(
     journal: Journal,
     keep: usize,
 ) -> Result<(), ClientError> {
-    let Journal { new, old, source, .. } = journal;
+    let Journal {
+        new, old, source, ..
+    } = journal;
     let mut kept: Vec<Installed> = state
         .kept
         .iter()
@@ -168,7 +174,11 @@ fn finish(
 
 /// Completes or abandons a switch a crash interrupted. Returns true when
 /// there was one.
-pub fn recover(layout: &Layout, state: &mut InstallState, keep: usize) -> Result<bool, ClientError> {
+pub fn recover(
+    layout: &Layout,
+    state: &mut InstallState,
+    keep: usize,
+) -> Result<bool, ClientError> {
     let path = layout.journal();
     let Ok(text) = std::fs::read(&path) else {
         return Ok(false);
@@ -177,7 +187,10 @@ pub fn recover(layout: &Layout, state: &mut InstallState, keep: usize) -> Result
         Ok(j) => j,
         Err(_) => {
             // A journal is written atomically, so a damaged one is foreign.
-            return Err(ClientError::install(&layout.root, "switch journal is damaged"));
+            return Err(ClientError::install(
+                &layout.root,
+                "switch journal is damaged",
+            ));
         }
     };
     let current = layout.current();
@@ -193,7 +206,10 @@ pub fn recover(layout: &Layout, state: &mut InstallState, keep: usize) -> Result
         tracing::info!("finishing an interrupted switch to {}", journal.new.version);
         finish(layout, state, journal, keep)?;
     } else {
-        tracing::info!("an interrupted switch to {} had not happened; the old version stays", journal.new.version);
+        tracing::info!(
+            "an interrupted switch to {} had not happened; the old version stays",
+            journal.new.version
+        );
         std::fs::remove_file(&path).map_err(|e| ClientError::io(&path, e))?;
     }
     Ok(true)

@@ -105,13 +105,21 @@ impl Staging {
         let mut pending: HashMap<ChunkId, Vec<Pos>> = HashMap::new();
         for (j, idxs) in per_job?.into_iter().enumerate() {
             for i in idxs {
-                pending.entry(self.jobs[j].chunks[i].id).or_default().push((j, i));
+                pending
+                    .entry(self.jobs[j].chunks[i].id)
+                    .or_default()
+                    .push((j, i));
             }
         }
         Ok(pending)
     }
 
-    fn build_one(&self, j: usize, index: &LocalIndex, stats: &LocalStats) -> Result<Vec<usize>, ClientError> {
+    fn build_one(
+        &self,
+        j: usize,
+        index: &LocalIndex,
+        stats: &LocalStats,
+    ) -> Result<Vec<usize>, ClientError> {
         let job = &self.jobs[j];
         let dest = self.dest(j);
         let mut done = vec![false; job.chunks.len()];
@@ -147,10 +155,13 @@ impl Staging {
                 if job.offsets[i] + u64::from(c.len) > len {
                     break;
                 }
-                if read_at(&f, &mut buf, job.offsets[i], c.len).is_ok() && ChunkId::of(&buf) == c.id {
+                if read_at(&f, &mut buf, job.offsets[i], c.len).is_ok() && ChunkId::of(&buf) == c.id
+                {
                     done[i] = true;
                     stats.chunks_reused.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_reused.fetch_add(u64::from(c.len), Ordering::Relaxed);
+                    stats
+                        .bytes_reused
+                        .fetch_add(u64::from(c.len), Ordering::Relaxed);
                 }
             }
         }
@@ -161,19 +172,30 @@ impl Staging {
             if done[i] {
                 continue;
             }
-            let Some(srcs) = index.chunks.get(&c.id) else { continue };
+            let Some(srcs) = index.chunks.get(&c.id) else {
+                continue;
+            };
             for s in srcs {
-                if reader.read(&s.path, s.offset, c.len, &mut buf).is_ok() && ChunkId::of(&buf) == c.id {
+                if reader.read(&s.path, s.offset, c.len, &mut buf).is_ok()
+                    && ChunkId::of(&buf) == c.id
+                {
                     f.write_all_at(&buf, job.offsets[i])
                         .map_err(|e| ClientError::io(&dest, e))?;
                     done[i] = true;
                     stats.chunks_reused.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_reused.fetch_add(u64::from(c.len), Ordering::Relaxed);
+                    stats
+                        .bytes_reused
+                        .fetch_add(u64::from(c.len), Ordering::Relaxed);
                     break;
                 }
             }
         }
-        Ok(done.iter().enumerate().filter(|(_, d)| !**d).map(|(i, _)| i).collect())
+        Ok(done
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !**d)
+            .map(|(i, _)| i)
+            .collect())
     }
 
     /// Writes a verified chunk at each of its pending positions.
@@ -243,7 +265,13 @@ struct SourceReader {
 }
 
 impl SourceReader {
-    fn read(&mut self, path: &Arc<PathBuf>, offset: u64, len: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    fn read(
+        &mut self,
+        path: &Arc<PathBuf>,
+        offset: u64,
+        len: u32,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
         let reuse = matches!(&self.open, Some((p, _)) if Arc::ptr_eq(p, path) || p == path);
         if !reuse {
             self.open = Some((path.clone(), File::open(path.as_ref())?));

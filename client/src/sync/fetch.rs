@@ -105,7 +105,10 @@ async fn run_stream(
                 }
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 let delay = Duration::from_millis(250 << failures.min(5));
-                tracing::warn!("chunk stream failed ({e}); resuming after {} chunks in {delay:?}", next);
+                tracing::warn!(
+                    "chunk stream failed ({e}); resuming after {} chunks in {delay:?}",
+                    next
+                );
                 tokio::time::sleep(delay).await;
             }
         }

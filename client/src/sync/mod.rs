@@ -23,7 +23,9 @@ pub use rollback::{rollback, RollbackReport};
 
 use crate::error::ClientError;
 use crate::http::Http;
-use crate::install::{recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, SwitchSource};
+use crate::install::{
+    recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, SwitchSource,
+};
 use crate::progress;
 use crate::verify::{check_tree, load_manifest};
 
@@ -66,7 +68,9 @@ pub struct SyncReport {
 pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientError> {
     let start = Instant::now();
     if o.trusted.is_empty() {
-        return Err(ClientError::Usage("at least one --trust key is required".into()));
+        return Err(ClientError::Usage(
+            "at least one --trust key is required".into(),
+        ));
     }
     let layout = Layout::create(&o.install)?;
     let _lock = InstallLock::acquire(&layout)?;
@@ -75,7 +79,10 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         if app != &o.app {
             return Err(ClientError::install(
                 &layout.root,
-                format!("holds app {app}, not {}; use another --install directory", o.app),
+                format!(
+                    "holds app {app}, not {}; use another --install directory",
+                    o.app
+                ),
             ));
         }
     }
@@ -94,7 +101,9 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     };
 
     // 1. The channel record.
-    let fetched = http.get_channel(&o.app, &o.channel, etag.as_deref()).await?;
+    let fetched = http
+        .get_channel(&o.app, &o.channel, etag.as_deref())
+        .await?;
     let Some(fetched) = fetched else {
         report.sequence = seen.map_or(0, |s| s.sequence);
         return Ok(finish_report(report, http, start));
@@ -137,8 +146,10 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
             let keep = o.keep;
             let t = target.clone();
             let v = record.version.clone();
-            tokio::task::spawn_blocking(move || switch_to(&l, &mut state, t, SwitchSource::Kept(v), keep))
-                .await??;
+            tokio::task::spawn_blocking(move || {
+                switch_to(&l, &mut state, t, SwitchSource::Kept(v), keep)
+            })
+            .await??;
             report.chunks_reused = manifest.chunk_refs() as u64;
             report.bytes_reused = manifest.total_size();
             report.updated = true;
@@ -154,8 +165,22 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     report.resumed = staging.exists();
     let index = local_index(&layout, &state);
     let have = state.current.as_ref().and_then(|c| c.id().ok());
-    let jobs: Vec<FileJob> = manifest.entries.iter().filter_map(FileJob::from_entry).collect();
-    let built = build_tree(http, staging.clone(), jobs, &manifest.entries, index, have, o.streams, o.quiet).await?;
+    let jobs: Vec<FileJob> = manifest
+        .entries
+        .iter()
+        .filter_map(FileJob::from_entry)
+        .collect();
+    let built = build_tree(
+        http,
+        staging.clone(),
+        jobs,
+        &manifest.entries,
+        index,
+        have,
+        o.streams,
+        o.quiet,
+    )
+    .await?;
     report.chunks_fetched = built.chunks_fetched;
     report.bytes_fetched_raw = built.bytes_fetched_raw;
     report.chunks_reused = built.chunks_reused;
@@ -164,8 +189,10 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     // 5. Switch.
     let l = layout.clone();
     let keep = o.keep;
-    tokio::task::spawn_blocking(move || switch_to(&l, &mut state, target, SwitchSource::Staging(staging), keep))
-        .await??;
+    tokio::task::spawn_blocking(move || {
+        switch_to(&l, &mut state, target, SwitchSource::Staging(staging), keep)
+    })
+    .await??;
     report.updated = true;
     report.version = Some(record.version.clone());
     Ok(finish_report(report, http, start))
@@ -179,7 +206,12 @@ fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
 }
 
 /// The checks a signed record must pass beyond its signature.
-fn check_record(rec: &ChannelRecord, o: &SyncOptions, seen: Option<&Seen>, hash: &str) -> Result<(), ClientError> {
+fn check_record(
+    rec: &ChannelRecord,
+    o: &SyncOptions,
+    seen: Option<&Seen>,
+    hash: &str,
+) -> Result<(), ClientError> {
     if rec.app != o.app || rec.channel != o.channel {
         return Err(ClientError::Mismatch(format!(
             "server sent the record of {}/{} for {}/{} (mix-and-match)",
@@ -255,11 +287,12 @@ fn clear_other_staging(layout: &Layout, keep: &Path) {
 /// Every installed tree with its manifest.
 pub(crate) fn local_index(layout: &Layout, state: &InstallState) -> LocalIndex {
     let mut index = LocalIndex::default();
-    let trees = state
-        .current
-        .iter()
-        .map(|c| (c, layout.current()))
-        .chain(state.kept.iter().map(|k| (k, layout.version_dir(&k.version))));
+    let trees = state.current.iter().map(|c| (c, layout.current())).chain(
+        state
+            .kept
+            .iter()
+            .map(|k| (k, layout.version_dir(&k.version))),
+    );
     for (inst, dir) in trees {
         let Ok(id) = inst.id() else { continue };
         match load_manifest(layout, &id, &[]) {
@@ -315,7 +348,10 @@ pub(crate) async fn build_tree(
     let (st, pe) = (staging.clone(), pending.clone());
     let sink: fetch::Sink = Arc::new(move |chunk| match pe.get(&chunk.id()) {
         Some(pos) => st.write_chunk(&chunk, pos),
-        None => Err(ClientError::protocol("chunk fetch", "server sent a chunk nobody asked for")),
+        None => Err(ClientError::protocol(
+            "chunk fetch",
+            "server sent a chunk nobody asked for",
+        )),
     });
     let fstats = fetch::fetch_chunks(http, wanted, have, streams, sink, bar.clone()).await?;
     bar.finish_and_clear();
@@ -329,4 +365,75 @@ pub(crate) async fn build_tree(
         chunks_reused: stats.chunks_reused.load(Relaxed),
         bytes_reused: stats.bytes_reused.load(Relaxed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SyncOptions {
+        SyncOptions {
+            app: "demo".into(),
+            channel: "stable".into(),
+            install: PathBuf::from("unused"),
+            trusted: vec![],
+            keep: 1,
+            streams: 1,
+            quiet: true,
+        }
+    }
+
+    fn rec(seq: u64) -> ChannelRecord {
+        ChannelRecord {
+            app: "demo".into(),
+            channel: "stable".into(),
+            sequence: seq,
+            version: "1.0.0".into(),
+            manifest_id: ManifestId::of(b"m"),
+            issued_at: 0,
+            expires_at: None,
+        }
+    }
+
+    fn seen(seq: u64, hash: &str) -> Seen {
+        Seen {
+            sequence: seq,
+            record_hash: hash.into(),
+            etag: None,
+            manifest_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn replay_equivocation_expiry_and_mix_and_match() {
+        let o = opts();
+        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "h").is_ok());
+        assert!(check_record(&rec(6), &o, Some(&seen(5, "h")), "x").is_ok());
+        assert!(matches!(
+            check_record(&rec(4), &o, Some(&seen(5, "h")), "x"),
+            Err(ClientError::Replay { seen: 5, got: 4 })
+        ));
+        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "other").is_err());
+        let expired = ChannelRecord {
+            expires_at: Some(1),
+            ..rec(7)
+        };
+        assert!(matches!(
+            check_record(&expired, &o, None, "h"),
+            Err(ClientError::Expired { .. })
+        ));
+        let other_app = ChannelRecord {
+            app: "other".into(),
+            ..rec(7)
+        };
+        assert!(matches!(
+            check_record(&other_app, &o, None, "h"),
+            Err(ClientError::Mismatch(_))
+        ));
+        let other_channel = ChannelRecord {
+            channel: "beta".into(),
+            ..rec(7)
+        };
+        assert!(check_record(&other_channel, &o, None, "h").is_err());
+    }
 }

@@ -35,9 +35,16 @@ pub async fn repair_install(
     let (m, l) = (manifest.clone(), live.clone());
     let check = tokio::task::spawn_blocking(move || check_tree(&l, &m)).await?;
     if check.is_clean() {
-        return Ok(report(&layout, &cur.version, check, Vec::new(), http.bytes_down()));
+        return Ok(report(
+            &layout,
+            &cur.version,
+            check,
+            Vec::new(),
+            http.bytes_down(),
+        ));
     }
-    let damaged: std::collections::HashSet<&str> = check.damaged.iter().map(|p| p.path.as_str()).collect();
+    let damaged: std::collections::HashSet<&str> =
+        check.damaged.iter().map(|p| p.path.as_str()).collect();
     let entries: Vec<ferry_protocol::Entry> = manifest
         .entries
         .iter()
@@ -65,9 +72,24 @@ pub async fn repair_install(
         .cloned()
         .collect();
     let jobs: Vec<FileJob> = entries.iter().filter_map(FileJob::from_entry).collect();
-    stage_entries.extend(entries.iter().filter(|e| matches!(e.kind, EntryKind::File { .. })).cloned());
+    stage_entries.extend(
+        entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+            .cloned(),
+    );
     let index = local_index(&layout, &state);
-    build_tree(http, staging.clone(), jobs.clone(), &stage_entries, index, Some(id), streams, quiet).await?;
+    build_tree(
+        http,
+        staging.clone(),
+        jobs.clone(),
+        &stage_entries,
+        index,
+        Some(id),
+        streams,
+        quiet,
+    )
+    .await?;
 
     let mut repaired = Vec::new();
     for job in &jobs {
@@ -104,7 +126,12 @@ pub async fn repair_install(
     if !after.is_clean() {
         return Err(ClientError::install(
             &layout.root,
-            format!("repair left {} problems, first: {} ({})", after.damaged.len(), after.damaged[0].path, after.damaged[0].problem),
+            format!(
+                "repair left {} problems, first: {} ({})",
+                after.damaged.len(),
+                after.damaged[0].path,
+                after.damaged[0].problem
+            ),
         ));
     }
     let mut r = report(&layout, &cur.version, check, repaired, http.bytes_down());

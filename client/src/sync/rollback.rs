@@ -35,7 +35,13 @@ pub fn rollback(install: &Path) -> Result<RollbackReport, ClientError> {
     let previous = state.current.as_ref().map(|c| c.version.clone());
     // Keep everything: the version rolled away from becomes the kept one.
     let keep = state.kept.len();
-    switch_to(&layout, &mut state, target.clone(), SwitchSource::Kept(target.version.clone()), keep)?;
+    switch_to(
+        &layout,
+        &mut state,
+        target.clone(),
+        SwitchSource::Kept(target.version.clone()),
+        keep,
+    )?;
     Ok(RollbackReport {
         version: target.version,
         previous_version: previous,

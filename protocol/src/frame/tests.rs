@@ -44,10 +44,16 @@ fn truncated_stream_is_incomplete_not_invalid() {
 #[test]
 fn bad_magic_version_codec() {
     assert_eq!(decode_all(b"XXXX\x01\0\0\0"), Err(FrameError::BadMagic));
-    assert_eq!(decode_all(b"FRYS\x02\0\0\0"), Err(FrameError::BadVersion(2)));
+    assert_eq!(
+        decode_all(b"FRYS\x02\0\0\0"),
+        Err(FrameError::BadVersion(2))
+    );
     let mut s = stream(&[(ChunkId::of(b"a"), Codec::Raw, 1, b"a".to_vec())]);
     s[8 + 32] = 7;
-    assert!(matches!(decode_all(&s), Err(FrameError::UnknownCodec { codec: 7, .. })));
+    assert!(matches!(
+        decode_all(&s),
+        Err(FrameError::UnknownCodec { codec: 7, .. })
+    ));
 }
 
 #[test]

@@ -125,7 +125,13 @@ fn symlinks_that_escape_are_refused() {
     assert!(check(vec![dir("d"), link("d/s", ".."), link("l", "d/s/..")]).is_err());
     assert!(check(vec![dir("d"), link("d/s", ".."), link("l", "d/s/x")]).is_err());
     // Fine: sibling, up-then-down, link to a link.
-    assert!(check(vec![dir("d"), link("d/a", "b"), link("d/c", "../d/a"), link("e", "d")]).is_ok());
+    assert!(check(vec![
+        dir("d"),
+        link("d/a", "b"),
+        link("d/c", "../d/a"),
+        link("e", "d")
+    ])
+    .is_ok());
 }
 
 #[test]
@@ -179,4 +185,22 @@ proptest! {
             prop_assert_ne!(m2, m);
         }
     }
+}
+
+#[test]
+fn non_canonical_integers_refused() {
+    // created_at = 5 written as a 9-byte integer instead of one byte.
+    let mut m2 = manifest(vec![]);
+    m2.created_at = 5;
+    let canon = m2.encode();
+    assert!(Manifest::decode(&canon).is_ok());
+    let needle = [0x04, 0x05]; // key 4, value 5
+    let pos = canon.windows(2).position(|w| w == needle).unwrap();
+    let mut b = canon[..pos + 1].to_vec();
+    b.extend_from_slice(&[0x1b, 0, 0, 0, 0, 0, 0, 0, 5]);
+    b.extend_from_slice(&canon[pos + 2..]);
+    assert!(Manifest::decode(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("canonical"));
 }

@@ -1,0 +1,44 @@
+# Ferry: common tasks. `make demo` and `make test` are the two set-up
+# commands of the README; both work on a fresh Debian/Ubuntu machine with
+# Rust once `make deps` (or .ci/run) has installed clang for RocksDB.
+
+CARGO ?= cargo
+
+.PHONY: demo test build release fmt lint deps acceptance bench clean
+
+demo:
+	$(CARGO) run --release --bin ferry -- demo
+
+test:
+	$(CARGO) test --workspace --all-targets
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --bin ferry
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# System packages the build needs (RocksDB's bindings want libclang).
+deps:
+	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || \
+	  { sudo=$$(command -v sudo || true); $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-dev; }
+
+# The end-to-end acceptance check on a real release pair (fetched by
+# ../shared/corpus/fetch-corpus.sh into $(FERRY_CORPUS)).
+FERRY_CORPUS ?= ./corpus-data
+acceptance:
+	../shared/acceptance/e2e.sh $(FERRY_CORPUS)/numpy
+
+bench:
+	$(CARGO) bench --bench chunking
+
+clean:
+	$(CARGO) clean
