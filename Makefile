@@ -1,15 +1,16 @@
 # Ferry: common tasks. `make demo` and `make test` are the two set-up
 # commands of the README; both work on a fresh Debian/Ubuntu machine with
-# Rust once `make deps` (or .ci/run) has installed clang for RocksDB.
+# Rust: both first run `deps`, which installs clang/libclang-dev for
+# RocksDB's build when they are missing (apt, with sudo when not root).
 
 CARGO ?= cargo
 
 .PHONY: demo test build release fmt lint deps acceptance bench clean
 
-demo:
+demo: deps
 	$(CARGO) run --release --bin ferry -- demo
 
-test:
+test: deps
 	$(CARGO) test --workspace --all-targets
 
 build:

@@ -44,6 +44,9 @@ pub struct ScannedTree {
     pub stats: ScanStats,
 }
 
+/// A file's size and chunks (`None` for directories and symlinks).
+type Chunked = Option<(u64, Vec<ChunkRef>)>;
+
 enum Found {
     File { exec: bool },
     Dir,
@@ -63,7 +66,7 @@ pub fn scan_tree(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanErr
     walk(root, "", &mut found)?;
     found.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
-    let chunked: Vec<Result<Option<(u64, Vec<ChunkRef>)>, ScanError>> = found
+    let chunked: Vec<Result<Chunked, ScanError>> = found
         .par_iter()
         .with_max_len(1)
         .map(|(rel, kind)| match kind {

@@ -112,7 +112,7 @@ hash_id!(
 
 /// Splits a byte string of concatenated 32-byte ids into chunk ids.
 pub fn ids_from_bytes(bytes: &[u8]) -> Result<Vec<ChunkId>, ParseIdError> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(ParseIdError::ListLength(bytes.len()));
     }
     Ok(bytes

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ferry_protocol::{PublicKey, SecretKey};
+use clap::Args;
+use ferry_protocol::{ChunkerParams, PublicKey, SecretKey};
 
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -106,8 +107,42 @@ mod tests {
     #[test]
     fn trust_parsing() {
         let k = SecretKey::from_seed([3; 32]).public().to_string();
-        assert_eq!(parse_trust(&[k.clone()]).unwrap().len(), 1);
+        assert_eq!(parse_trust(&[k]).unwrap().len(), 1);
         assert!(parse_trust(&["nonsense".into()]).is_err());
         assert!(parse_trust(&[]).is_err());
+    }
+}
+
+/// Chunker size options shared by `push` and `scan`.
+#[derive(Debug, Args)]
+pub struct ChunkArgs {
+    /// Average chunk size in bytes (min = avg/4, max = avg*4 unless given).
+    #[arg(long, value_name = "BYTES")]
+    pub avg_chunk: Option<u32>,
+    /// Minimum chunk size in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub min_chunk: Option<u32>,
+    /// Maximum chunk size in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_chunk: Option<u32>,
+}
+
+impl ChunkArgs {
+    /// The parameters asked for, validated; defaults where not given.
+    pub fn params(&self) -> Result<ChunkerParams> {
+        let d = ChunkerParams::default();
+        let avg = self.avg_chunk.unwrap_or(d.avg);
+        let scaled = self.avg_chunk.is_some();
+        let p = ChunkerParams {
+            min: self
+                .min_chunk
+                .unwrap_or(if scaled { avg / 4 } else { d.min }),
+            avg,
+            max: self
+                .max_chunk
+                .unwrap_or(if scaled { avg.saturating_mul(4) } else { d.max }),
+        };
+        p.validate().context("chunk size options")?;
+        Ok(p)
     }
 }

@@ -8,6 +8,7 @@ mod demo;
 mod fsck;
 mod keygen;
 mod publish;
+mod scan;
 mod serve;
 mod sync;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Verify(sync::VerifyArgs),
     /// Check a server's data directory offline; changes nothing.
     Fsck(fsck::FsckArgs),
+    /// Chunk and hash a folder as `push` would, without a server.
+    Scan(scan::ScanArgs),
     /// Run a local server, push two versions, sync a client, show the bytes.
     Demo(demo::DemoArgs),
 }
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => sync::rollback(a),
         Command::Verify(a) => sync::verify(a),
         Command::Fsck(a) => fsck::run(a),
+        Command::Scan(a) => scan::run(a),
         Command::Demo(a) => demo::run(a),
     }
 }
@@ -100,6 +104,7 @@ mod tests {
             "ferry rollback --install i",
             "ferry verify --install i --repair --server http://x --trust 00",
             "ferry fsck --data d",
+            "ferry scan dir --json --avg-chunk 65536",
         ] {
             let r = Cli::try_parse_from(args.split(' '));
             assert!(r.is_ok(), "{args}: {r:?}");

@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use ferry_client::{Http, PromoteOptions, PushOptions, Timeouts};
-use ferry_protocol::ChunkerParams;
 
-use super::common::{human, load_secret_key, print_json, runtime};
+use super::common::{human, load_secret_key, print_json, runtime, ChunkArgs};
 
 /// Where and as whom to publish.
 #[derive(Debug, Args)]
@@ -51,15 +50,8 @@ pub struct PushArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Average chunk size in bytes (min = avg/4, max = avg*4 unless given).
-    #[arg(long, value_name = "BYTES")]
-    pub avg_chunk: Option<u32>,
-    /// Minimum chunk size in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub min_chunk: Option<u32>,
-    /// Maximum chunk size in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub max_chunk: Option<u32>,
+    #[command(flatten)]
+    pub chunking: ChunkArgs,
     /// zstd level for uploaded chunks (1-19).
     #[arg(long, default_value_t = ferry_protocol::chunk::DEFAULT_ZSTD_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
@@ -87,32 +79,12 @@ pub struct PromoteArgs {
     pub json: bool,
 }
 
-fn params(a: &PushArgs) -> Result<ChunkerParams> {
-    let d = ChunkerParams::default();
-    let avg = a.avg_chunk.unwrap_or(d.avg);
-    let p = ChunkerParams {
-        min: a.min_chunk.unwrap_or(if a.avg_chunk.is_some() {
-            avg / 4
-        } else {
-            d.min
-        }),
-        avg,
-        max: a.max_chunk.unwrap_or(if a.avg_chunk.is_some() {
-            avg.saturating_mul(4)
-        } else {
-            d.max
-        }),
-    };
-    p.validate().context("chunk size options")?;
-    Ok(p)
-}
-
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let key = load_secret_key(&a.target.key)?;
     let http =
         Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
     let mut o = PushOptions::new(a.dir.clone(), &a.target.app, &a.version);
-    o.params = params(&a)?;
+    o.params = a.chunking.params()?;
     o.zstd_level = a.zstd_level;
     o.streams = a.streams as usize;
     o.channel = a.channel.clone();

@@ -388,7 +388,7 @@ pub(crate) fn synced() -> WriteOptions {
 }
 
 pub(crate) fn decode_keys(app: &str, v: &[u8]) -> Result<Vec<PublicKey>, StoreError> {
-    if v.is_empty() || v.len() % 32 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(32) {
         return Err(StoreError::Corrupt(format!("keys of app {app}")));
     }
     Ok(v.chunks_exact(32)

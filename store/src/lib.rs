@@ -12,6 +12,8 @@ mod error;
 mod fsck;
 mod keys;
 mod stored;
+#[cfg(test)]
+mod tests;
 
 pub use db::{Store, SCHEMA_VERSION};
 pub use error::StoreError;

@@ -143,11 +143,7 @@ async fn one_request(
     let outcome: Result<(), ClientError> = async {
         loop {
             // Decode every complete frame in the buffer.
-            loop {
-                let (frame, used) = match dec.next(&buf)? {
-                    Some(x) => x,
-                    None => break,
-                };
+            while let Some((frame, used)) = dec.next(&buf)? {
                 match frame {
                     Frame::Chunk { id, codec, raw_len, payload } => {
                         let Some(&(want, want_len)) = ids.get(received) else {

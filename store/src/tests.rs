@@ -1,0 +1,202 @@
+//! Store behaviour on a real RocksDB in a temporary directory.
+
+use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
+use ferry_protocol::{
+    ChannelRecord, ChunkRef, ChunkerParams, Codec, Entry, EntryKind, Manifest, ManifestId,
+    SecretKey, VerifiedChunk,
+};
+
+use crate::{Store, StoreError, StoredChunk};
+
+fn chunk(n: u8) -> VerifiedChunk {
+    VerifiedChunk::from_data(vec![n; 10_000 + usize::from(n)])
+}
+
+fn manifest(version: &str, chunks: &[&VerifiedChunk]) -> Manifest {
+    let refs: Vec<ChunkRef> = chunks
+        .iter()
+        .map(|c| ChunkRef {
+            id: c.id(),
+            len: c.data().len() as u32,
+        })
+        .collect();
+    Manifest {
+        app: "app".into(),
+        version: version.into(),
+        params: ChunkerParams::default(),
+        created_at: 1,
+        entries: vec![Entry {
+            path: "f".into(),
+            kind: EntryKind::File {
+                exec: false,
+                size: refs.iter().map(|r| u64::from(r.len)).sum(),
+                chunks: refs,
+            },
+        }],
+    }
+}
+
+fn publish(store: &Store, key: &SecretKey, m: &Manifest) -> Result<bool, StoreError> {
+    let env = key.sign(KIND_MANIFEST, m.encode());
+    store.put_manifest(&env.encode(), m.id(), m)
+}
+
+fn record(m: &Manifest, sequence: u64) -> ChannelRecord {
+    ChannelRecord {
+        app: m.app.clone(),
+        channel: "stable".into(),
+        sequence,
+        version: m.version.clone(),
+        manifest_id: m.id(),
+        issued_at: 1,
+        expires_at: None,
+    }
+}
+
+fn promote(store: &Store, key: &SecretKey, r: &ChannelRecord) -> Result<(), StoreError> {
+    store.put_channel(&key.sign(KIND_CHANNEL, r.encode()).encode(), r)
+}
+
+#[test]
+fn chunks_round_trip_and_dedupe() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, b) = (chunk(1), chunk(2));
+    let stored = [StoredChunk::from_verified(&a, 3)];
+    assert_eq!(store.put_chunks(&stored).unwrap(), 1);
+    assert_eq!(
+        store.put_chunks(&stored).unwrap(),
+        0,
+        "second put is a no-op"
+    );
+    assert_eq!(store.has_chunks(&[a.id(), b.id()]).unwrap(), [true, false]);
+    let got = store.get_chunks(&[a.id(), b.id()]).unwrap();
+    assert!(got[0].is_some() && got[1].is_none());
+    let (codec, raw, payload) = crate::parse_value(&a.id(), got[0].as_ref().unwrap()).unwrap();
+    let back = ferry_protocol::chunk::decode_payload(a.id(), codec, raw, payload).unwrap();
+    assert_eq!(back.data(), a.data());
+}
+
+#[test]
+fn a_chunk_under_the_wrong_id_cannot_be_built() {
+    let a = chunk(1);
+    let wrong = chunk(2).id();
+    let r = StoredChunk::verify(wrong, Codec::Raw, a.data().len() as u32, a.data().to_vec());
+    assert!(r.is_err());
+}
+
+#[test]
+fn manifest_needs_all_chunks_and_versions_are_immutable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let (a, b) = (chunk(1), chunk(2));
+    let m1 = manifest("1.0", &[&a, &b]);
+    store
+        .put_chunks(&[StoredChunk::from_verified(&a, 3)])
+        .unwrap();
+    match publish(&store, &key, &m1) {
+        Err(StoreError::MissingChunks { count: 1, .. }) => {}
+        other => panic!("expected a missing-chunk error, got {other:?}"),
+    }
+    store
+        .put_chunks(&[StoredChunk::from_verified(&b, 3)])
+        .unwrap();
+    assert!(publish(&store, &key, &m1).unwrap(), "first publish is new");
+    assert!(
+        !publish(&store, &key, &m1).unwrap(),
+        "same again is a no-op"
+    );
+    let changed = manifest("1.0", &[&b, &a]);
+    assert!(matches!(
+        publish(&store, &key, &changed),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_version("app", "1.0").unwrap(), Some(m1.id()));
+    assert_eq!(store.list_versions("app").unwrap().len(), 1);
+}
+
+#[test]
+fn channel_sequence_only_grows_and_history_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let a = chunk(1);
+    store
+        .put_chunks(&[StoredChunk::from_verified(&a, 3)])
+        .unwrap();
+    let m = manifest("1.0", &[&a]);
+    publish(&store, &key, &m).unwrap();
+    let unknown = manifest("2.0", &[&a]);
+    assert!(matches!(
+        promote(&store, &key, &record(&unknown, 1)),
+        Err(StoreError::UnknownManifest(_))
+    ));
+    promote(&store, &key, &record(&m, 1)).unwrap();
+    promote(&store, &key, &record(&m, 2)).unwrap();
+    for stale in [1, 2] {
+        assert!(matches!(
+            promote(&store, &key, &record(&m, stale)),
+            Err(StoreError::StaleSequence { current: 2, .. })
+        ));
+    }
+    assert_eq!(store.channel_history("app", "stable").unwrap().len(), 2);
+    assert!(store.get_channel("app", "stable").unwrap().is_some());
+}
+
+#[test]
+fn fsck_is_clean_then_finds_a_damaged_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let (a, b) = (chunk(1), chunk(2));
+    let m = manifest("1.0", &[&a, &b]);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.pin_app_key("app", key.public()).unwrap();
+        store
+            .put_chunks(&[
+                StoredChunk::from_verified(&a, 3),
+                StoredChunk::from_verified(&b, 3),
+            ])
+            .unwrap();
+        publish(&store, &key, &m).unwrap();
+        promote(&store, &key, &record(&m, 1)).unwrap();
+        let report = store.fsck(&|_| {}).unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert_eq!(
+            (report.chunks, report.manifests, report.channels),
+            (2, 1, 1)
+        );
+
+        // Damage one chunk's payload behind the store's back.
+        let mut v = store.get_chunk(&a.id()).unwrap().unwrap();
+        let last = v.len() - 1;
+        v[last] ^= 0xff;
+        store
+            .db
+            .put_cf(store.cf(crate::db::CF_CHUNKS), a.id().0, v)
+            .unwrap();
+    }
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let report = store.fsck(&|_| {}).unwrap();
+    let text: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert!(!report.is_clean());
+    assert!(text.iter().any(|p| p.contains("damaged chunk")), "{text:?}");
+    assert!(
+        text.iter().any(|p| p.contains("chunks missing or damaged")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn read_only_open_of_a_missing_store_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Store::open_read_only(&dir.path().join("nothing"));
+    assert!(matches!(r, Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn manifest_ids_are_stable() {
+    let m = manifest("1.0", &[&chunk(1)]);
+    assert_eq!(m.id(), ManifestId::of(&m.encode()));
+}
