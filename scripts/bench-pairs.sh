@@ -38,7 +38,7 @@ for p in "${PAIRS[@]}"; do
   rsync -a --delete --only-write-batch="$W/batch" "$NEW/" "$W/rs/" >/dev/null
   rsyncb=$(zstd -3 -q -c "$W/batch" | wc -c); rm -f "$W/batch" "$W/batch.sh"
 
-  rm -rf "$W/data" "$W/inst"; "$F" keygen --secret-key "$W/key" >"$W/pub"
+  rm -rf "$W/data" "$W/inst" "$W/key"; "$F" keygen --secret-key "$W/key" 2>/dev/null >"$W/pub"
   P=$(port); "$F" serve --data "$W/data" --listen 127.0.0.1:$P --push-token tok 2>"$W/server.log" & SERVER=$!
   up $P
   U=http://127.0.0.1:$P
