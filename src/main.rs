@@ -4,6 +4,7 @@
 //! one line on stderr and maps them to exit codes.
 
 mod cli;
+mod tune;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,6 @@ mod cdc;
 mod error;
 mod scan;
 
-pub use cdc::{Chunker, WINDOW_MIN};
+pub use cdc::{hash_lengths, Chunker, WINDOW_MIN};
 pub use error::ScanError;
 pub use scan::{scan_tree, ScanOptions, ScanStats, ScannedTree};

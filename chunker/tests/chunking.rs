@@ -55,6 +55,15 @@ fn small() -> ChunkerParams {
     }
 }
 
+/// 16/64/256 KiB: Ferry's first default, pinned by its own golden files.
+fn large() -> ChunkerParams {
+    ChunkerParams {
+        min: 16 * 1024,
+        avg: 64 * 1024,
+        max: 256 * 1024,
+    }
+}
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -92,6 +101,11 @@ fn check_golden(name: &str, params: ChunkerParams, data: &[u8]) {
 }
 
 #[test]
+fn golden_random_64k_params() {
+    check_golden("random-3mib-64k", large(), &random_bytes(1, 3 << 20));
+}
+
+#[test]
 fn golden_random_default_params() {
     check_golden(
         "random-3mib-default",
@@ -103,6 +117,11 @@ fn golden_random_default_params() {
 #[test]
 fn golden_random_small_params() {
     check_golden("random-256kib-small", small(), &random_bytes(2, 256 << 10));
+}
+
+#[test]
+fn golden_text_64k_params() {
+    check_golden("text-2mib-64k", large(), &text_bytes(3, 2 << 20));
 }
 
 #[test]

@@ -70,34 +70,24 @@ impl Http {
     /// GET a signed manifest by id.
     pub async fn get_manifest(&self, id: &ManifestId) -> Result<Bytes, ClientError> {
         let what = format!("manifest {}", id.short());
-        let resp = self
-            .send(
-                Method::GET,
-                &format!("/v1/manifests/{id}"),
-                None,
-                &[],
-                Bytes::new(),
-            )
-            .await?;
-        let resp = self.check(resp, &what).await?;
-        self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
+        self.get_envelope(&format!("/v1/manifests/{id}"), &what)
             .await
     }
 
     /// GET the signed manifest of an app's version.
     pub async fn get_version(&self, app: &str, version: &str) -> Result<Bytes, ClientError> {
         let what = format!("version {version} of {app}");
+        self.get_envelope(&format!("/v1/apps/{app}/versions/{version}"), &what)
+            .await
+    }
+
+    /// GET a manifest envelope, bounded by the largest manifest accepted.
+    async fn get_envelope(&self, path: &str, what: &str) -> Result<Bytes, ClientError> {
         let resp = self
-            .send(
-                Method::GET,
-                &format!("/v1/apps/{app}/versions/{version}"),
-                None,
-                &[],
-                Bytes::new(),
-            )
+            .send(Method::GET, path, None, &[], Bytes::new())
             .await?;
-        let resp = self.check(resp, &what).await?;
-        self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
+        let resp = self.check(resp, what).await?;
+        self.read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, what)
             .await
     }
 

@@ -17,12 +17,14 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 16 KiB / 64 KiB / 256 KiB. See docs/benchmarks.md for the evidence.
+    /// 4 KiB / 16 KiB / 64 KiB: chosen with `ferry tune` on real release
+    /// pairs (docs/benchmarks.md): half the bytes of 64 KiB chunks on edited
+    /// text files, a few percent more on rebuilt native libraries.
     fn default() -> Self {
         ChunkerParams {
-            min: 16 * 1024,
-            avg: 64 * 1024,
-            max: 256 * 1024,
+            min: 4 * 1024,
+            avg: 16 * 1024,
+            max: 64 * 1024,
         }
     }
 }

@@ -11,6 +11,7 @@ mod publish;
 mod scan;
 mod serve;
 mod sync;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Fsck(fsck::FsckArgs),
     /// Chunk and hash a folder as `push` would, without a server.
     Scan(scan::ScanArgs),
+    /// Compare chunk sizes and zstd levels on a version history.
+    Tune(tune::TuneArgs),
     /// Run a local server, push two versions, sync a client, show the bytes.
     Demo(demo::DemoArgs),
 }
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => sync::verify(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Scan(a) => scan::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Demo(a) => demo::run(a),
     }
 }
@@ -105,6 +109,7 @@ mod tests {
             "ferry verify --install i --repair --server http://x --trust 00",
             "ferry fsck --data d",
             "ferry scan dir --json --avg-chunk 65536",
+            "ferry tune a b c --avg 8,16 --levels 3 --fixed 0 --json --plot p.svg",
         ] {
             let r = Cli::try_parse_from(args.split(' '));
             assert!(r.is_ok(), "{args}: {r:?}");
