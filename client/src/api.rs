@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use ferry_protocol::channel::MAX_CHANNEL_BYTES;
 use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
+use ferry_protocol::manifest_delta;
 use ferry_protocol::messages::{FetchRequest, IdList, PublishResponse, UploadResponse};
 use ferry_protocol::{ChunkId, ManifestId};
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -72,6 +73,66 @@ impl Http {
         let what = format!("manifest {}", id.short());
         self.get_envelope(&format!("/v1/manifests/{id}"), &what)
             .await
+    }
+
+    /// GET a manifest, offering the server `base` (a manifest this client
+    /// has, with its exact envelope bytes) to compress against. Returns the
+    /// envelope bytes; the caller checks them as any fetched manifest.
+    pub async fn get_manifest_against(
+        &self,
+        id: &ManifestId,
+        base: Option<(&ManifestId, &[u8])>,
+    ) -> Result<Bytes, ClientError> {
+        let what = format!("manifest {}", id.short());
+        let path = match base {
+            Some((b, _)) => format!("/v1/manifests/{id}?base={b}"),
+            None => format!("/v1/manifests/{id}"),
+        };
+        let accept = HeaderValue::from_static(manifest_delta::CONTENT_TYPE);
+        let resp = self
+            .send(
+                Method::GET,
+                &path,
+                None,
+                &[(header::ACCEPT, accept)],
+                Bytes::new(),
+            )
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        let zstd = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == manifest_delta::CONTENT_TYPE.as_bytes());
+        let used_base = resp
+            .headers()
+            .get(manifest_delta::BASE_HEADER)
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let body = self
+            .read_body(resp, MAX_MANIFEST_BYTES as u64 + ENVELOPE_SLACK, &what)
+            .await?;
+        if !zstd {
+            return Ok(body);
+        }
+        let dict = match (used_base, base) {
+            (None, _) => None,
+            (Some(named), Some((b, bytes))) if named == b.to_hex() => Some(bytes),
+            (Some(named), _) => {
+                return Err(ClientError::protocol(
+                    "manifest fetch",
+                    format!(
+                        "server compressed against manifest {}, which this client did not offer",
+                        named.chars().take(64).collect::<String>()
+                    ),
+                ))
+            }
+        };
+        let body = tokio::task::spawn_blocking({
+            let dict = dict.map(<[u8]>::to_vec);
+            move || manifest_delta::decode(&body, dict.as_deref())
+        })
+        .await
+        .map_err(|e| ClientError::protocol("manifest fetch", e.to_string()))??;
+        Ok(Bytes::from(body))
     }
 
     /// GET the signed manifest of an app's version.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod frame;
 pub mod hash;
 pub mod manifest;
+pub mod manifest_delta;
 pub mod messages;
 pub mod names;
 pub mod params;

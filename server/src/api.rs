@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ferry_protocol::frame::{encode_end, encode_frame_header, encode_header};
 use ferry_protocol::names::{validate_app, validate_channel, validate_version};
-use ferry_protocol::{ChunkId, ManifestId};
+use ferry_protocol::ChunkId;
 use ferry_store::Store;
 use http::{header, HeaderMap, Response, StatusCode};
 
@@ -85,20 +85,6 @@ pub async fn get_channel(
     build(
         b.status(StatusCode::OK).header(header::CONTENT_TYPE, CBOR),
         full(rec),
-    )
-}
-
-pub async fn get_manifest(st: Arc<ServerState>, id: &str) -> Result<Response<RespBody>, ApiError> {
-    let id: ManifestId = id
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("manifest id: {e}")))?;
-    let m = blocking(&st, move |s| Ok(s.get_manifest(&id)?)).await?;
-    let m = m.ok_or_else(|| ApiError::not_found(format!("no manifest {id}")))?;
-    build(
-        ok(CBOR)
-            .header(header::CACHE_CONTROL, IMMUTABLE)
-            .header(header::ETAG, format!("\"{id}\"")),
-        full(m),
     )
 }
 

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod error;
 mod fetch;
+mod manifest;
 mod publish;
 mod router;
 mod serve;

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use crate::body::{full, RespBody};
 use crate::error::ApiError;
 use crate::serve::{peer_str, ServerState};
-use crate::{api, fetch, publish, upload};
+use crate::{api, fetch, manifest, publish, upload};
 
 pub async fn route(
     st: Arc<ServerState>,
@@ -51,7 +51,9 @@ async fn dispatch(
             api::get_version(st, app, version).await
         }
         (Method::GET, ["v1", "apps", app, "versions"]) => api::list_versions(st, app).await,
-        (Method::GET, ["v1", "manifests", id]) => api::get_manifest(st, id).await,
+        (Method::GET, ["v1", "manifests", id]) => {
+            manifest::get_manifest(st, id, req.uri().query(), req.headers()).await
+        }
         (Method::PUT, ["v1", "manifests"]) => publish::put_manifest(st, req).await,
         (Method::GET, ["v1", "chunks", id]) => api::get_chunk(st, id).await,
         (Method::POST, ["v1", "chunks", "fetch"]) => fetch::fetch(st, req).await,

@@ -46,6 +46,19 @@ impl Default for ServerConfig {
 pub struct ServerState {
     pub store: Arc<Store>,
     pub config: ServerConfig,
+    /// Recently compressed manifests, by (manifest, base): a broadcast
+    /// deployment asks for the same one thousands of times.
+    pub(crate) manifest_cache: crate::manifest::Cache,
+}
+
+impl ServerState {
+    pub fn new(store: Arc<Store>, config: ServerConfig) -> ServerState {
+        ServerState {
+            store,
+            config,
+            manifest_cache: Default::default(),
+        }
+    }
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until

@@ -50,13 +50,13 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
 async fn demo(root: &Path, v1: &Path, v2: &Path) -> Result<()> {
     let token = "demo-token-not-secret";
     let store = Store::open(&root.join("server-data")).context("opening the demo store")?;
-    let state = Arc::new(ServerState {
-        store: Arc::new(store),
-        config: ServerConfig {
+    let state = Arc::new(ServerState::new(
+        Arc::new(store),
+        ServerConfig {
             push_token: Some(token.into()),
             ..ServerConfig::default()
         },
-    });
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

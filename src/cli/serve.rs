@@ -58,15 +58,15 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     }
     let store = Store::open(&a.data)
         .with_context(|| format!("cannot open the store in {}", a.data.display()))?;
-    let state = Arc::new(ServerState {
-        store: Arc::new(store),
-        config: ServerConfig {
+    let state = Arc::new(ServerState::new(
+        Arc::new(store),
+        ServerConfig {
             push_token: a.push_token.clone(),
             app_keys,
             max_connections: a.max_connections as usize,
             ..ServerConfig::default()
         },
-    });
+    ));
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.listen)

@@ -130,7 +130,8 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     }
 
     // 2. The manifest.
-    let manifest = get_manifest(http, &layout, &record, &o.trusted).await?;
+    let base = state.current.as_ref().and_then(|c| c.id().ok());
+    let manifest = get_manifest(http, &layout, &record, &o.trusted, base).await?;
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());
@@ -249,12 +250,24 @@ async fn get_manifest(
     layout: &Layout,
     rec: &ChannelRecord,
     trusted: &[PublicKey],
+    base: Option<ManifestId>,
 ) -> Result<Manifest, ClientError> {
     let id = rec.manifest_id;
     let path = layout.manifest_file(&id);
     let bytes = match std::fs::read(&path) {
         Ok(b) if ManifestId::of(&Envelope::decode(&b, usize::MAX)?.body) == id => b,
-        _ => http.get_manifest(&id).await?.to_vec(),
+        _ => {
+            // Offer the installed version's envelope (checked: a damaged
+            // local copy would only make the server's delta undecodable).
+            let base = base.and_then(|b| {
+                let bytes = std::fs::read(layout.manifest_file(&b)).ok()?;
+                let env = Envelope::decode(&bytes, usize::MAX).ok()?;
+                (ManifestId::of(&env.body) == b).then_some((b, bytes))
+            });
+            http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
+                .await?
+                .to_vec()
+        }
     };
     let env = Envelope::decode(&bytes, usize::MAX)?;
     if ManifestId::of(&env.body) != id {
