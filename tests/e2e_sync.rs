@@ -191,3 +191,87 @@ fn keep_prunes_old_versions_and_fsck_is_clean() {
     let out = ferry_ok(&["fsck", "--data", &w.server.data.display().to_string()]);
     assert!(out.contains("clean"), "{out}");
 }
+
+/// A raw HTTP/1.1 GET: (status, lower-cased header block, body).
+fn raw_get(url: &str, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&all[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut body = all[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+#[test]
+fn manifest_is_served_compressed_against_the_clients_base() {
+    use ferry_protocol::manifest_delta;
+    let w = world();
+    let id1 = w.push("v1", "1.0.0")["manifest_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id2 = w.push("v2", "1.1.0")["manifest_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = &w.server.url;
+    let (st, head, plain2) = raw_get(url, &format!("/v1/manifests/{id2}"), None);
+    assert_eq!(st, 200);
+    assert!(head.contains("content-type: application/cbor"), "{head}");
+    let (_, _, plain1) = raw_get(url, &format!("/v1/manifests/{id1}"), None);
+
+    let ct = manifest_delta::CONTENT_TYPE;
+    let path = format!("/v1/manifests/{id2}?base={id1}");
+    let (st, head, delta) = raw_get(url, &path, Some(ct));
+    assert_eq!(st, 200);
+    assert!(head.contains(&format!("content-type: {ct}")), "{head}");
+    assert!(
+        head.contains(&format!("x-ferry-delta-base: {id1}")),
+        "{head}"
+    );
+    assert!(head.contains("vary: accept"), "{head}");
+    assert!(
+        delta.len() * 4 < plain2.len(),
+        "{} vs {}",
+        delta.len(),
+        plain2.len()
+    );
+    assert_eq!(
+        manifest_delta::decode(&delta, Some(&plain1)).unwrap(),
+        plain2
+    );
+
+    // Without a base: compressed on its own. With a bad query: 400.
+    let (_, head, alone) = raw_get(url, &format!("/v1/manifests/{id2}"), Some(ct));
+    assert!(!head.contains("x-ferry-delta-base"), "{head}");
+    assert_eq!(manifest_delta::decode(&alone, None).unwrap(), plain2);
+    let (st, _, msg) = raw_get(url, &format!("/v1/manifests/{id2}?base=xyz"), Some(ct));
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&msg).contains("base manifest id"));
+}
