@@ -29,8 +29,8 @@ pub struct SyncArgs {
     /// Previous versions to keep for rollback.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub keep: u32,
-    /// Concurrent fetch streams.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    /// Concurrent fetch streams (3 keeps an update within 5 requests).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub streams: u32,
     /// Seconds without progress before a request is abandoned.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
