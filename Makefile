@@ -39,7 +39,7 @@ acceptance:
 	../shared/acceptance/e2e.sh $(FERRY_CORPUS)/numpy
 
 bench:
-	$(CARGO) bench --bench chunking
+	$(CARGO) bench --bench chunking --bench codecs
 
 clean:
 	$(CARGO) clean
