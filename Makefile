@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build release fmt lint deps acceptance bench clean
+.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
@@ -37,6 +37,10 @@ deps:
 FERRY_CORPUS ?= ./corpus-data
 acceptance:
 	../shared/acceptance/e2e.sh $(FERRY_CORPUS)/numpy
+
+# Bytes per update and scan speed on the release pairs (docs/benchmarks.md).
+bench-pairs: release
+	scripts/bench-pairs.sh $(FERRY_CORPUS)
 
 bench:
 	$(CARGO) bench --bench chunking --bench codecs
