@@ -18,8 +18,9 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     /// 4 KiB / 16 KiB / 64 KiB: chosen with `ferry tune` on real release
-    /// pairs (docs/benchmarks.md): half the bytes of 64 KiB chunks on edited
-    /// text files, a few percent more on rebuilt native libraries.
+    /// pairs (docs/benchmarks.md): a third to a quarter of the bytes of
+    /// 64 KiB chunks on edited text files, 4-13% more on rebuilt native
+    /// libraries.
     fn default() -> Self {
         ChunkerParams {
             min: 4 * 1024,

@@ -110,7 +110,8 @@ fn print_table(rows: &[TuneRow]) {
     }
     println!(
         "update bytes: sum over the {} updates of chunk data + signed manifest; \
-         manifest and chunks: newest version; * fewest bytes",
+         manifest: its bytes on the wire in the last update; chunks: newest version; \
+         * fewest bytes",
         rows.first().map_or(0, |r| r.update_bytes.len())
     );
 }

@@ -3,9 +3,11 @@
 //! client would download per update and what the server would store.
 //!
 //! The model is the protocol's: an update from version i-1 to i downloads
-//! the signed manifest of i plus, in one chunk stream, every distinct chunk
-//! of i that i-1 does not have (zstd-compressed, or raw when that is
-//! smaller), each with its frame header. The server stores every distinct
+//! the signed manifest of i (compressed against the manifest of i-1, as the
+//! server sends it, or whole when that is not smaller) plus, in one chunk
+//! stream, every distinct chunk of i that i-1 does not have
+//! (zstd-compressed, or raw when that is smaller), each with its frame
+//! header. The server stores every distinct
 //! chunk of the history once, plus the manifests.
 
 pub mod svg;
@@ -18,10 +20,14 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ferry_chunker::{hash_lengths, scan_tree, Chunker, ScanOptions};
 use ferry_protocol::frame::{FRAME_HEADER_LEN, STREAM_HEADER_LEN};
+use ferry_protocol::manifest_delta;
 use ferry_protocol::signed::KIND_MANIFEST;
 use ferry_protocol::{ChunkId, ChunkRef, ChunkerParams, Entry, EntryKind, Manifest, SecretKey};
 use rayon::prelude::*;
 use serde::Serialize;
+
+/// The server's zstd level for manifests (server/src/manifest.rs).
+const MANIFEST_LEVEL: i32 = 9;
 
 /// How files are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +72,7 @@ pub struct TuneRow {
     /// Bytes a client downloads for each consecutive update (chunk stream
     /// plus signed manifest), oldest first.
     pub update_bytes: Vec<u64>,
-    /// Of those, the signed manifest's share, per update.
+    /// Of those, the signed manifest's share on the wire, per update.
     pub manifest_bytes: Vec<u64>,
     pub total_update_bytes: u64,
     /// Distinct chunks of the whole history, compressed, plus manifests.
@@ -142,6 +148,16 @@ impl History {
         let distinct: Vec<(ChunkId, Place)> = places.into_iter().collect();
         let distinct_raw: u64 = distinct.iter().map(|(_, p)| u64::from(p.len)).sum();
 
+        // The manifest of each update on the wire, as the server sends it.
+        let manifest_wire: Vec<u64> = versions
+            .windows(2)
+            .map(|w| {
+                let (old, new) = (&w[0].envelope, &w[1].envelope);
+                manifest_delta::encode(new, Some(old), MANIFEST_LEVEL)
+                    .map_or(new.len(), |z| z.len().min(new.len())) as u64
+            })
+            .collect();
+
         let mut rows = Vec::with_capacity(levels.len());
         for &level in levels {
             let t0 = Instant::now();
@@ -150,7 +166,7 @@ impl History {
 
             let mut update_bytes = Vec::new();
             let mut manifest_bytes = Vec::new();
-            for w in versions.windows(2) {
+            for (w, &wire) in versions.windows(2).zip(&manifest_wire) {
                 let (old, new) = (&w[0], &w[1]);
                 let chunk_bytes: u64 = new
                     .places
@@ -158,8 +174,8 @@ impl History {
                     .filter(|id| !old.places.contains_key(id))
                     .map(|id| sizes[id] + FRAME_HEADER_LEN as u64)
                     .sum();
-                update_bytes.push(new.manifest_bytes + STREAM_HEADER_LEN as u64 + chunk_bytes);
-                manifest_bytes.push(new.manifest_bytes);
+                update_bytes.push(wire + STREAM_HEADER_LEN as u64 + chunk_bytes);
+                manifest_bytes.push(wire);
             }
             let (min, avg, max) = match method {
                 Method::Cdc(p) => (p.min, p.avg, p.max),
@@ -176,7 +192,10 @@ impl History {
                 update_bytes,
                 manifest_bytes,
                 store_bytes: sizes.values().sum::<u64>()
-                    + versions.iter().map(|v| v.manifest_bytes).sum::<u64>(),
+                    + versions
+                        .iter()
+                        .map(|v| v.envelope.len() as u64)
+                        .sum::<u64>(),
                 chunks: versions.last().map_or(0, |v| v.chunk_refs),
                 distinct_chunks: distinct.len() as u64,
                 chunk_mib_per_s: mib_per_s(self.total_bytes(), chunk_secs),
@@ -217,7 +236,8 @@ fn mib_per_s(bytes: u64, secs: f64) -> f64 {
 struct Cut {
     places: HashMap<ChunkId, Place>,
     chunk_refs: u64,
-    manifest_bytes: u64,
+    /// The signed manifest envelope, as stored.
+    envelope: Vec<u8>,
 }
 
 fn cut_tree(vi: usize, tree: &Tree, method: Method) -> Result<Cut> {
@@ -287,11 +307,11 @@ fn cut_tree(vi: usize, tree: &Tree, method: Method) -> Result<Cut> {
     };
     // A throwaway key: only the envelope's size matters here.
     let key = SecretKey::from_seed([0x7e; 32]);
-    let manifest_bytes = key.sign(KIND_MANIFEST, manifest.encode()).encode().len() as u64;
+    let envelope = key.sign(KIND_MANIFEST, manifest.encode()).encode();
     Ok(Cut {
         places,
         chunk_refs,
-        manifest_bytes,
+        envelope,
     })
 }
 
