@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::install::{InstallLock, InstallState, Layout};
+use crate::install::{InstallLock, InstallState, Installed, Layout};
 
 /// One thing wrong with a tree.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -182,15 +182,40 @@ pub fn load_manifest(
     Ok(Manifest::decode(&env.body)?)
 }
 
-/// Checks the live tree (no network).
-pub fn verify_install(install: &Path) -> Result<VerifyReport, ClientError> {
+/// An install opened for checking: its layout, the lock held for as long
+/// as this lives, and the version in `current`.
+pub(crate) struct OpenInstall {
+    pub layout: Layout,
+    pub _lock: InstallLock,
+    pub state: InstallState,
+    pub current: Installed,
+}
+
+/// Opens `install`, takes its lock and finds the live version.
+pub(crate) fn open_install(install: &Path) -> Result<OpenInstall, ClientError> {
     let layout = Layout::open(install)?;
-    let _lock = InstallLock::acquire(&layout)?;
+    let lock = InstallLock::acquire(&layout)?;
     let state = InstallState::load(&layout)?;
-    let cur = state
+    let current = state
         .current
         .clone()
         .ok_or_else(|| ClientError::install(&layout.root, "no version is installed"))?;
+    Ok(OpenInstall {
+        layout,
+        _lock: lock,
+        state,
+        current,
+    })
+}
+
+/// Checks the live tree (no network).
+pub fn verify_install(install: &Path) -> Result<VerifyReport, ClientError> {
+    let OpenInstall {
+        layout,
+        _lock,
+        current: cur,
+        ..
+    } = open_install(install)?;
     let m = load_manifest(&layout, &cur.id()?, &[])?;
     let check = check_tree(&layout.current(), &m);
     Ok(report(&layout, &cur.version, check, Vec::new(), 0))

@@ -12,8 +12,8 @@ use super::build::remove_any;
 use super::{build_tree, local_index, FileJob};
 use crate::error::ClientError;
 use crate::http::Http;
-use crate::install::{fsync_dir, InstallLock, InstallState, Layout};
-use crate::verify::{check_tree, load_manifest, report, VerifyReport};
+use crate::install::fsync_dir;
+use crate::verify::{check_tree, load_manifest, open_install, report, OpenInstall, VerifyReport};
 
 pub async fn repair_install(
     http: &Http,
@@ -22,13 +22,12 @@ pub async fn repair_install(
     streams: usize,
     quiet: bool,
 ) -> Result<VerifyReport, ClientError> {
-    let layout = Layout::open(install)?;
-    let _lock = InstallLock::acquire(&layout)?;
-    let state = InstallState::load(&layout)?;
-    let cur = state
-        .current
-        .clone()
-        .ok_or_else(|| ClientError::install(&layout.root, "no version is installed"))?;
+    let OpenInstall {
+        layout,
+        _lock,
+        state,
+        current: cur,
+    } = open_install(install)?;
     let id = cur.id()?;
     let manifest = load_manifest(&layout, &id, trusted)?;
     let live = layout.current();
