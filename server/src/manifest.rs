@@ -95,7 +95,7 @@ pub async fn get_manifest(
         Ok((m, b))
     })
     .await?;
-    let m = m.ok_or_else(|| ApiError::not_found(format!("no manifest {id}")))?;
+    let m = Bytes::from(m.ok_or_else(|| ApiError::not_found(format!("no manifest {id}")))?);
     let plain = || {
         Response::builder()
             .status(StatusCode::OK)
@@ -112,6 +112,7 @@ pub async fn get_manifest(
     let packed = match st.manifest_cache.get(&key) {
         Some(v) => v,
         None => {
+            let m = m.clone();
             let v = tokio::task::spawn_blocking(move || {
                 let z = manifest_delta::encode(&m, b.as_deref(), LEVEL).ok()?;
                 (z.len() < m.len()).then(|| (Bytes::from(z), b.is_some()))
@@ -122,9 +123,6 @@ pub async fn get_manifest(
         }
     };
     let Some((body, used_base)) = packed else {
-        let m = blocking(&st, move |s| Ok(s.get_manifest(&id)?))
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no manifest {id}")))?;
         return plain().body(full(m)).map_err(ApiError::internal);
     };
     let mut r = Response::builder()

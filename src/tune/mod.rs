@@ -318,7 +318,8 @@ fn cut_tree(vi: usize, tree: &Tree, method: Method) -> Result<Cut> {
 /// Cuts a stream into fixed-size blocks and hashes them.
 fn fixed_chunks<R: std::io::Read>(mut r: R, size: u32) -> std::io::Result<Vec<ChunkRef>> {
     let block = size as usize;
-    let mut buf = vec![0u8; block * 64];
+    // About 4 MiB at a time (at least one block): bounded memory per file.
+    let mut buf = vec![0u8; block * (4usize << 20).div_ceil(block).max(1)];
     let mut out = Vec::new();
     loop {
         let mut filled = 0;
