@@ -8,6 +8,9 @@
 //! * [`chunk`]: compression and verification of chunk payloads.
 //! * [`messages`]: small CBOR request/response bodies.
 //! * [`names`]: validation of app, channel, version names and paths.
+//! * [`rollout`]: who a channel record offers its version to, and when.
+//! * [`report`]: client reports and the status aggregated from them.
+//! * [`version_order`]: how version strings compare.
 //!
 //! Every decoder bounds its input and returns an error that names what was
 //! wrong; see `docs/protocol.md` for the HTTP API that carries these.
@@ -23,7 +26,10 @@ pub mod manifest_delta;
 pub mod messages;
 pub mod names;
 pub mod params;
+pub mod report;
+pub mod rollout;
 pub mod signed;
+pub mod version_order;
 
 pub use channel::ChannelRecord;
 pub use chunk::VerifiedChunk;

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! manifest = { 0: format (1), 1: app, 2: version, 3: [min, avg, max],
-//!              4: created_at (unix seconds), 5: [entry...] }
+//!              4: created_at (unix seconds), 5: [entry...],
+//!              ? 6: entry point (path of a file entry, for `ferry run`) }
 //! entry    = [0, path, exec: bool, size, ids: bytes (32 * n), [len...]]   ; file
 //!          | [1, path]                                                    ; directory
 //!          | [2, path, target]                                            ; symlink
@@ -92,13 +93,15 @@ pub struct Manifest {
     pub created_at: u64,
     /// Sorted by path (byte order), unique.
     pub entries: Vec<Entry>,
+    /// The file `ferry run` starts (`push --entry`).
+    pub entry_point: Option<String>,
 }
 
 impl Manifest {
     /// Canonical bytes; the manifest id is BLAKE3 of these.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = encoder();
-        ok(e.map(6));
+        ok(e.map(6 + u64::from(self.entry_point.is_some())));
         ok(ok(e.u8(0)).u32(MANIFEST_FORMAT));
         ok(ok(e.u8(1)).str(&self.app));
         ok(ok(e.u8(2)).str(&self.version));
@@ -110,6 +113,9 @@ impl Manifest {
         ok(ok(e.u8(5)).array(self.entries.len() as u64));
         for entry in &self.entries {
             encode_entry(&mut e, entry);
+        }
+        if let Some(p) = &self.entry_point {
+            ok(ok(e.u8(6)).str(p));
         }
         e.into_writer()
     }
@@ -145,6 +151,19 @@ impl Manifest {
         validate_app(&self.app)?;
         validate_version(&self.version)?;
         self.params.validate()?;
+        if let Some(p) = &self.entry_point {
+            validate_rel_path(p)?;
+            let is_file = self
+                .entries
+                .iter()
+                .any(|e| &e.path == p && matches!(e.kind, EntryKind::File { .. }));
+            if !is_file {
+                return Err(DecodeError::invalid(
+                    WHAT,
+                    format!("entry point {p:?} is not a file of this version"),
+                ));
+            }
+        }
         let mut dirs: HashSet<&str> = HashSet::new();
         let mut prev: Option<&str> = None;
         for entry in &self.entries {
@@ -274,6 +293,7 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Manifest, DecodeError> {
     let mut r = MapReader::new(d, WHAT)?;
     let (mut format, mut app, mut version, mut params, mut created, mut entries) =
         (None, None, None, None, None, None);
+    let mut entry_point = None;
     while let Some(k) = r.next_key()? {
         match k {
             0 => format = Some(r.u32()?),
@@ -295,6 +315,7 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Manifest, DecodeError> {
             }
             4 => created = Some(r.u64()?),
             5 => entries = Some(decode_entries(r.d)?),
+            6 => entry_point = Some(r.str()?),
             other => return Err(r.unknown(other)),
         }
     }
@@ -311,6 +332,7 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Manifest, DecodeError> {
         params: required(params, WHAT, "chunker parameters")?,
         created_at: required(created, WHAT, "created_at")?,
         entries: required(entries, WHAT, "entries")?,
+        entry_point,
     })
 }
 

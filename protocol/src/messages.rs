@@ -6,6 +6,7 @@
 //! fetch request    = { 0: ids (bytes, 32 * n), ? 1: manifest id the client has }
 //! upload response  = { 0: chunks stored, 1: chunks already present }
 //! publish response = { 0: manifest id (32 bytes) }
+//! history response = { 0: [signed channel record envelope (bytes)...] }, oldest first
 //! ```
 
 use minicbor::Decoder;
@@ -60,6 +61,68 @@ impl IdList {
         expect_end(&d, WHAT)?;
         Ok(IdList {
             ids: required(ids, WHAT, "ids")?,
+        })
+    }
+}
+
+/// Most records in one history response.
+pub const MAX_HISTORY_RECORDS: usize = 10_000;
+/// Largest history response body.
+pub const MAX_HISTORY_BODY: usize = 64 * 1024 * 1024;
+
+/// A channel's records, each the exact signed envelope as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub records: Vec<Vec<u8>>,
+}
+
+impl History {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = encoder();
+        ok(ok(ok(e.map(1)).u8(0)).array(self.records.len() as u64));
+        for r in &self.records {
+            ok(e.bytes(r));
+        }
+        e.into_writer()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        const WHAT: &str = "history";
+        if bytes.len() > MAX_HISTORY_BODY {
+            return Err(DecodeError::TooLarge {
+                what: WHAT,
+                len: bytes.len(),
+                max: MAX_HISTORY_BODY,
+            });
+        }
+        let mut d = Decoder::new(bytes);
+        let mut r = MapReader::new(&mut d, WHAT)?;
+        let mut records = None;
+        while let Some(k) = r.next_key()? {
+            match k {
+                0 => {
+                    let n =
+                        r.d.array()
+                            .map_err(|e| r.err(e))?
+                            .ok_or_else(|| DecodeError::invalid(WHAT, "indefinite array"))?;
+                    if n > MAX_HISTORY_RECORDS as u64 {
+                        return Err(DecodeError::invalid(
+                            WHAT,
+                            format!("{n} records, at most {MAX_HISTORY_RECORDS}"),
+                        ));
+                    }
+                    let mut v = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        v.push(r.bytes()?.to_vec());
+                    }
+                    records = Some(v);
+                }
+                other => return Err(r.unknown(other)),
+            }
+        }
+        expect_end(&d, WHAT)?;
+        Ok(History {
+            records: required(records, WHAT, "records")?,
         })
     }
 }

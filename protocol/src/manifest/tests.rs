@@ -42,6 +42,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         params: ChunkerParams::default(),
         created_at: 1_700_000_000,
         entries,
+        entry_point: None,
     }
 }
 
