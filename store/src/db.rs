@@ -24,6 +24,7 @@ pub(crate) const CF_VERSIONS: &str = "versions.v1";
 pub(crate) const CF_CHANNELS: &str = "channels.v1";
 pub(crate) const CF_HISTORY: &str = "channel_history.v1";
 pub(crate) const CF_APP_KEYS: &str = "app_keys.v1";
+pub(crate) const CF_REPORTS: &str = "reports.v1";
 pub(crate) const CF_META: &str = "meta";
 const ALL_CFS: &[&str] = &[
     CF_CHUNKS,
@@ -33,6 +34,7 @@ const ALL_CFS: &[&str] = &[
     CF_CHANNELS,
     CF_HISTORY,
     CF_APP_KEYS,
+    CF_REPORTS,
     CF_META,
 ];
 const META_SCHEMA: &[u8] = b"schema";
@@ -158,21 +160,25 @@ impl Store {
     /// Not synced: the WAL is synced by the manifest publish that follows,
     /// which makes everything written before it durable too.
     pub fn put_chunks(&self, chunks: &[StoredChunk]) -> Result<u64, StoreError> {
+        // Under the lock, so garbage collection cannot sweep a chunk between
+        // "present" and the index write below.
+        let _g = self.lock();
         let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id()).collect();
         let have = self.has_chunks(&ids)?;
         let mut batch = WriteBatch::default();
         let mut new = 0;
+        let now = ferry_protocol::unix_now();
         for (c, have) in chunks.iter().zip(have) {
+            // A chunk uploaded again is fresh again: garbage collection
+            // spares chunks younger than its grace period.
+            batch.put_cf(self.cf(CF_CHUNK_INDEX), c.id().0, c.index_value(now));
             if have {
                 continue;
             }
             batch.put_cf(self.cf(CF_CHUNKS), c.id().0, c.value());
-            batch.put_cf(self.cf(CF_CHUNK_INDEX), c.id().0, c.index_value());
             new += 1;
         }
-        if new > 0 {
-            self.db.write(batch)?;
-        }
+        self.db.write(batch)?;
         Ok(new)
     }
 
@@ -228,6 +234,10 @@ impl Store {
         id: ManifestId,
         manifest: &Manifest,
     ) -> Result<bool, StoreError> {
+        // Under the lock: garbage collection holds it too, so a chunk seen
+        // present here cannot be swept before the manifest that needs it
+        // is written.
+        let _g = self.lock();
         let unique: Vec<ChunkId> = manifest.unique_chunks().iter().map(|c| c.id).collect();
         let have = self.has_chunks(&unique)?;
         let missing: Vec<&ChunkId> = unique
@@ -242,7 +252,6 @@ impl Store {
                 first: first.to_hex(),
             });
         }
-        let _g = self.lock();
         let vkey = keys::pair(&manifest.app, &manifest.version);
         if let Some(existing) = self.db.get_cf(self.cf(CF_VERSIONS), &vkey)? {
             if existing == id.0 {
@@ -333,6 +342,16 @@ impl Store {
                 )))
             }
         }
+        if let Some(p) = &record.policy.previous {
+            if self.get_version(&record.app, &p.version)? != Some(p.manifest_id) {
+                return Err(StoreError::UnknownManifest(format!(
+                    "fallback version {} of {} (manifest {})",
+                    p.version,
+                    record.app,
+                    p.manifest_id.short()
+                )));
+            }
+        }
         let key = keys::pair(&record.app, &record.channel);
         if let Some(current) = self.db.get_cf(self.cf(CF_CHANNELS), &key)? {
             let cur = decode_channel(&current)?;
@@ -374,7 +393,7 @@ impl Store {
         Ok(out)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no partial state (writes are
         // batches), so a poisoned lock is safe to keep using.
         self.publish.lock().unwrap_or_else(|p| p.into_inner())

@@ -10,7 +10,9 @@
 mod db;
 mod error;
 mod fsck;
+mod gc;
 mod keys;
+mod reports;
 mod stored;
 #[cfg(test)]
 mod tests;
@@ -18,4 +20,5 @@ mod tests;
 pub use db::{Store, SCHEMA_VERSION};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem};
+pub use gc::{GcOptions, GcReport};
 pub use stored::{parse_value, StoredChunk};

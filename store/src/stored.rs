@@ -64,11 +64,14 @@ impl StoredChunk {
         v
     }
 
-    pub(crate) fn index_value(&self) -> [u8; 9] {
-        let mut v = [0u8; 9];
+    /// `codec (1) || raw len (u32 le) || stored len (u32 le) || stored at
+    /// (u64 le, unix s)`.
+    pub(crate) fn index_value(&self, stored_at: u64) -> [u8; 17] {
+        let mut v = [0u8; 17];
         v[0] = self.codec as u8;
         v[1..5].copy_from_slice(&self.raw_len.to_le_bytes());
         v[5..9].copy_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        v[9..17].copy_from_slice(&stored_at.to_le_bytes());
         v
     }
 }

@@ -33,6 +33,7 @@ fn manifest(version: &str, chunks: &[&VerifiedChunk]) -> Manifest {
                 chunks: refs,
             },
         }],
+        entry_point: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn record(m: &Manifest, sequence: u64) -> ChannelRecord {
         manifest_id: m.id(),
         issued_at: 1,
         expires_at: None,
+        policy: Default::default(),
     }
 }
 
@@ -199,4 +201,152 @@ fn read_only_open_of_a_missing_store_says_so() {
 fn manifest_ids_are_stable() {
     let m = manifest("1.0", &[&chunk(1)]);
     assert_eq!(m.id(), ManifestId::of(&m.encode()));
+}
+
+mod gc {
+    use super::*;
+    use crate::GcOptions;
+    use ferry_protocol::rollout::Policy;
+
+    fn gc(store: &Store, keep: usize, grace_secs: u64) -> crate::GcReport {
+        store
+            .gc(GcOptions {
+                keep,
+                grace_secs,
+                dry_run: false,
+            })
+            .unwrap()
+    }
+
+    fn put(store: &Store, c: &VerifiedChunk) {
+        store
+            .put_chunks(&[StoredChunk::from_verified(c, 3)])
+            .unwrap();
+    }
+
+    #[test]
+    fn keeps_what_channels_need_and_sweeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SecretKey::from_seed([7; 32]);
+        store.pin_app_key("app", key.public()).unwrap();
+        let shared = chunk(100);
+        put(&store, &shared);
+        let mut ms = Vec::new();
+        for i in 1..=5u8 {
+            let own = chunk(i);
+            put(&store, &own);
+            let m = manifest(&format!("{i}.0"), &[&shared, &own]);
+            publish(&store, &key, &m).unwrap();
+            ms.push(m);
+        }
+        for (seq, m) in ms[..4].iter().enumerate() {
+            promote(&store, &key, &record(m, seq as u64 + 1)).unwrap();
+        }
+        // beta: 5.0 at a partial rollout, falling back to 3.0.
+        let mut beta = record(&ms[4], 1);
+        beta.channel = "beta".into();
+        beta.policy = Policy {
+            previous: Some(record(&ms[2], 0).target()),
+            ..Policy::default()
+        };
+        promote(&store, &key, &beta).unwrap();
+
+        let dry = store
+            .gc(GcOptions {
+                keep: 1,
+                grace_secs: 0,
+                dry_run: true,
+            })
+            .unwrap();
+        assert_eq!(dry.versions_removed, ["app 1.0", "app 2.0"]);
+        assert!(
+            store.get_version("app", "1.0").unwrap().is_some(),
+            "dry run"
+        );
+
+        let r = gc(&store, 1, 0);
+        assert_eq!(r.versions_removed, ["app 1.0", "app 2.0"]);
+        assert_eq!(r.chunks_removed, 2);
+        assert!(store.get_version("app", "1.0").unwrap().is_none());
+        assert!(store.get_version("app", "3.0").unwrap().is_some());
+        let ids: Vec<_> = [1u8, 2, 3, 4, 5, 100]
+            .iter()
+            .map(|n| chunk(*n).id())
+            .collect();
+        assert_eq!(
+            store.has_chunks(&ids).unwrap(),
+            [false, false, true, true, true, true]
+        );
+        let f = store.fsck(&|_| {}).unwrap();
+        assert!(f.is_clean(), "{:?}", f.problems);
+        // Nothing more to do the second time.
+        let again = gc(&store, 1, 0);
+        assert!(again.versions_removed.is_empty());
+        assert_eq!(again.chunks_removed, 0);
+    }
+
+    #[test]
+    fn fresh_unreferenced_chunks_wait_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put(&store, &chunk(9));
+        let r = gc(&store, 1, 3600);
+        assert_eq!((r.chunks_removed, r.chunks_in_grace), (0, 1));
+        let r = gc(&store, 1, 0);
+        assert_eq!(r.chunks_removed, 1);
+    }
+
+    /// A publisher pushing while gc runs over and over with no grace at
+    /// all: every version that got published keeps every chunk it needs.
+    #[test]
+    fn never_deletes_a_live_chunk_during_a_concurrent_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let key = SecretKey::from_seed([7; 32]);
+        store.pin_app_key("app", key.public()).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collector = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut runs = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    gc(&store, 1000, 0);
+                    runs += 1;
+                }
+                runs
+            })
+        };
+        let mut published = Vec::new();
+        let mut retries = 0;
+        for i in 0..40u8 {
+            let own = chunk(i);
+            let m = manifest(&format!("{i}.0"), &[&own]);
+            // What `ferry push` does: upload what is missing, publish, and
+            // upload again if the server lost a chunk in between.
+            loop {
+                put(&store, &own);
+                match publish(&store, &key, &m) {
+                    Ok(_) => break,
+                    Err(StoreError::MissingChunks { .. }) => retries += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            published.push(m);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let runs = collector.join().unwrap();
+        assert!(runs > 0);
+        for m in &published {
+            let ids: Vec<_> = m.unique_chunks().iter().map(|c| c.id).collect();
+            assert!(
+                store.has_chunks(&ids).unwrap().iter().all(|h| *h),
+                "{}",
+                m.version
+            );
+        }
+        let f = store.fsck(&|_| {}).unwrap();
+        assert!(f.is_clean(), "{:?}", f.problems);
+        eprintln!("{runs} collections, {retries} re-uploads");
+    }
 }
