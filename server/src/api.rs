@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ferry_protocol::frame::{encode_end, encode_frame_header, encode_header};
+use ferry_protocol::messages::{History, MAX_HISTORY_RECORDS};
 use ferry_protocol::names::{validate_app, validate_channel, validate_version};
 use ferry_protocol::ChunkId;
 use ferry_store::Store;
@@ -121,6 +122,55 @@ pub async fn list_versions(
         text.push_str(&format!("{v} {id}\n"));
     }
     build(ok("text/plain; charset=utf-8"), full(text))
+}
+
+/// Every record of a channel, oldest first (`?limit=N`: the newest N,
+/// default 100, at most 10,000), as the exact signed envelopes.
+pub async fn get_history(
+    st: Arc<ServerState>,
+    app: &str,
+    channel: &str,
+    query: Option<&str>,
+) -> Result<Response<RespBody>, ApiError> {
+    validate_app(app).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    validate_channel(channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut limit = 100usize;
+    for (k, v) in query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    {
+        match k {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_RECORDS).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit must be a number from 1 to {MAX_HISTORY_RECORDS}"
+                        ))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {:?}",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        }
+    }
+    let (a, c) = (app.to_string(), channel.to_string());
+    let mut records = blocking(&st, move |s| Ok(s.channel_history(&a, &c)?)).await?;
+    if records.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "channel {app}/{channel} has no records"
+        )));
+    }
+    let skip = records.len().saturating_sub(limit);
+    records.drain(..skip);
+    build(ok(CBOR), full(History { records }.encode()))
 }
 
 /// One chunk as a one-frame chunk stream; immutable, so any HTTP cache or

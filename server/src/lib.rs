@@ -14,6 +14,7 @@ mod manifest;
 mod publish;
 mod router;
 mod serve;
+mod status;
 mod upload;
 
 pub use error::ApiError;

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use crate::body::{full, RespBody};
 use crate::error::ApiError;
 use crate::serve::{peer_str, ServerState};
-use crate::{api, fetch, manifest, publish, upload};
+use crate::{api, fetch, manifest, publish, status, upload};
 
 pub async fn route(
     st: Arc<ServerState>,
@@ -20,7 +20,20 @@ pub async fn route(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let permit = if path == "/v1/health" {
+        None
+    } else {
+        match st.requests.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                st.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(peer = %peer_str(&peer), "{method} {path} -> 503 (busy)");
+                return busy(st.config.retry_after_secs);
+            }
+        }
+    };
     let result = dispatch(st, req).await;
+    drop(permit);
     let resp = result.unwrap_or_else(error_response);
     tracing::info!(
         peer = %peer_str(&peer),
@@ -43,6 +56,9 @@ async fn dispatch(
         (Method::GET | Method::HEAD, ["v1", "apps", app, "channels", ch]) => {
             api::get_channel(st, app, ch, req.headers()).await
         }
+        (Method::GET, ["v1", "apps", app, "channels", ch, "history"]) => {
+            api::get_history(st, app, ch, req.uri().query()).await
+        }
         (Method::PUT, ["v1", "apps", app, "channels", ch]) => {
             let (app, ch) = (app.to_string(), ch.to_string());
             publish::put_channel(st, &app, &ch, req).await
@@ -51,6 +67,11 @@ async fn dispatch(
             api::get_version(st, app, version).await
         }
         (Method::GET, ["v1", "apps", app, "versions"]) => api::list_versions(st, app).await,
+        (Method::POST, ["v1", "apps", app, "reports"]) => {
+            let app = app.to_string();
+            status::post_report(st, &app, req).await
+        }
+        (Method::GET, ["v1", "apps", app, "status"]) => status::get_status(st, app).await,
         (Method::GET, ["v1", "manifests", id]) => {
             manifest::get_manifest(st, id, req.uri().query(), req.headers()).await
         }
@@ -72,10 +93,24 @@ fn known_path(segs: &[&str]) -> bool {
         segs,
         ["v1", "health"]
             | ["v1", "apps", _, "channels", _]
+            | ["v1", "apps", _, "channels", _, "history"]
             | ["v1", "apps", _, "versions", ..]
+            | ["v1", "apps", _, "reports" | "status"]
             | ["v1", "manifests", ..]
             | ["v1", "chunks", ..]
     )
+}
+
+/// 503 with `Retry-After`: the server is at its request limit.
+fn busy(retry_after: u64) -> Response<RespBody> {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::RETRY_AFTER, retry_after.to_string())
+        .body(full(format!(
+            "server busy: too many requests in progress; retry after {retry_after} s\n"
+        )))
+        .unwrap_or_else(|_| Response::new(full("busy\n")))
 }
 
 pub fn error_response(e: ApiError) -> Response<RespBody> {

@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long to wait for open requests to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Most requests handled at once; beyond it the server answers 503 with
+    /// `Retry-After` instead of queueing without bound.
+    pub max_requests: usize,
+    /// Seconds sent in `Retry-After` when shedding load.
+    pub retry_after_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +43,8 @@ impl Default for ServerConfig {
             app_keys: HashMap::new(),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_requests: 512,
+            retry_after_secs: 5,
         }
     }
 }
@@ -49,14 +56,21 @@ pub struct ServerState {
     /// Recently compressed manifests, by (manifest, base): a broadcast
     /// deployment asks for the same one thousands of times.
     pub(crate) manifest_cache: crate::manifest::Cache,
+    /// One permit per request in progress (load shedding).
+    pub(crate) requests: Arc<Semaphore>,
+    /// Requests refused with 503 since start.
+    pub shed: std::sync::atomic::AtomicU64,
 }
 
 impl ServerState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> ServerState {
+        let requests = Arc::new(Semaphore::new(config.max_requests.max(1)));
         ServerState {
             store,
             config,
             manifest_cache: Default::default(),
+            requests,
+            shed: Default::default(),
         }
     }
 }
