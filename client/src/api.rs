@@ -4,7 +4,10 @@ use bytes::Bytes;
 use ferry_protocol::channel::MAX_CHANNEL_BYTES;
 use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
 use ferry_protocol::manifest_delta;
-use ferry_protocol::messages::{FetchRequest, IdList, PublishResponse, UploadResponse};
+use ferry_protocol::messages::{
+    FetchRequest, History, IdList, PublishResponse, UploadResponse, MAX_HISTORY_BODY,
+};
+use ferry_protocol::report::{Report, Status, MAX_STATUS_BYTES};
 use ferry_protocol::{ChunkId, ManifestId};
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
@@ -66,6 +69,56 @@ impl Http {
             Err(ClientError::Server { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// GET the newest `limit` records of a channel, oldest first.
+    pub async fn get_history(
+        &self,
+        app: &str,
+        channel: &str,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let what = format!("history of {app}/{channel}");
+        let path = format!("/v1/apps/{app}/channels/{channel}/history?limit={limit}");
+        let resp = self
+            .send(Method::GET, &path, None, &[], Bytes::new())
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        let b = self.read_body(resp, MAX_HISTORY_BODY as u64, &what).await?;
+        Ok(History::decode(&b)?.records)
+    }
+
+    /// POST a report of this client's latest outcome.
+    pub async fn post_report(&self, app: &str, report: &Report) -> Result<(), ClientError> {
+        let what = "report";
+        let resp = self
+            .send(
+                Method::POST,
+                &format!("/v1/apps/{app}/reports"),
+                Some(CBOR),
+                &[],
+                report.encode().into(),
+            )
+            .await?;
+        self.check(resp, what).await?;
+        Ok(())
+    }
+
+    /// GET the status of an app: channel records and client counts.
+    pub async fn get_status(&self, app: &str) -> Result<Status, ClientError> {
+        let what = format!("status of {app}");
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/v1/apps/{app}/status"),
+                None,
+                &[],
+                Bytes::new(),
+            )
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        let b = self.read_body(resp, MAX_STATUS_BYTES as u64, &what).await?;
+        Ok(Status::decode(&b)?)
     }
 
     /// GET a signed manifest by id.

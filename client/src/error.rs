@@ -17,6 +17,8 @@ pub enum ClientError {
         what: String,
         status: u16,
         message: String,
+        /// Seconds the server asked us to wait (`Retry-After`).
+        retry_after: Option<u64>,
     },
     #[error("{what}: response larger than {max} bytes")]
     TooLarge { what: String, max: u64 },
@@ -74,6 +76,35 @@ impl ClientError {
         ClientError::Install {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Seconds the server asked to wait before trying again, if it did.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ClientError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short class for reports (`network`, `signature`, ...).
+    pub fn class(&self) -> &'static str {
+        match self {
+            ClientError::InvalidUrl { .. } | ClientError::Usage(_) => "usage",
+            ClientError::Connect { .. } | ClientError::Timeout { .. } => "network",
+            ClientError::Server { .. } => "server",
+            ClientError::TooLarge { .. }
+            | ClientError::Protocol { .. }
+            | ClientError::Decode(_)
+            | ClientError::Frame(_)
+            | ClientError::Chunk(_) => "protocol",
+            ClientError::Signature(_) => "signature",
+            ClientError::Replay { .. } => "replay",
+            ClientError::Expired { .. } => "expired",
+            ClientError::Mismatch(_) => "mismatch",
+            ClientError::Io { .. } | ClientError::Scan(_) => "io",
+            ClientError::Install { .. } => "install",
+            ClientError::Internal(_) => "internal",
         }
     }
 

@@ -225,6 +225,14 @@ impl Http {
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
+        // Seconds only (the HTTP-date form is not worth a date parser),
+        // capped at a day so a hostile server cannot park a client forever.
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s.min(86_400));
         let text = self
             .read_body(resp, 4096, what)
             .await
@@ -238,6 +246,7 @@ impl Http {
             } else {
                 text
             },
+            retry_after,
         })
     }
 }

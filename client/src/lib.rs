@@ -5,19 +5,26 @@
 //! while hashing, compression and file work run on blocking threads and
 //! rayon.
 
+pub mod agent;
 pub mod api;
 pub mod error;
+pub mod history;
 pub mod http;
 pub mod install;
+pub mod launch;
 pub mod progress;
 pub mod promote;
 pub mod push;
+pub mod status;
 pub mod sync;
 pub mod verify;
 
 pub use error::ClientError;
+pub use history::{history, HistoryEntry};
 pub use http::{Http, Timeouts};
-pub use promote::{promote, PromoteOptions, PromoteReport};
+pub use promote::{promote, set_paused, PromoteOptions, PromoteReport, RolloutOptions};
 pub use push::{push, PushOptions, PushReport};
-pub use sync::{repair_install, rollback, sync, RollbackReport, SyncOptions, SyncReport};
+pub use sync::{
+    repair_install, rollback, switch_due, sync, RollbackReport, SyncOptions, SyncReport,
+};
 pub use verify::{verify_install, VerifyReport};

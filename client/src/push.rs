@@ -42,6 +42,8 @@ pub struct PushOptions {
     pub channel: Option<String>,
     pub expires_in: Option<u64>,
     pub quiet: bool,
+    /// The file `ferry run` starts, relative to `dir`.
+    pub entry: Option<String>,
 }
 
 impl PushOptions {
@@ -57,6 +59,7 @@ impl PushOptions {
             channel: None,
             expires_in: None,
             quiet: true,
+            entry: None,
         }
     }
 }
@@ -107,11 +110,24 @@ pub async fn push(
         params: opts.params,
         created_at: unix_now(),
         entries: tree.entries.clone(),
+        entry_point: opts.entry.clone(),
     };
-    manifest.validate()?;
+    if let Err(e) = manifest.validate() {
+        return Err(match &opts.entry {
+            Some(p) if !tree.entries.iter().any(|e| &e.path == p) => ClientError::Usage(format!(
+                "--entry {p:?} is not a file of {} (give a path relative to the folder, e.g. bin/app)",
+                opts.dir.display()
+            )),
+            _ => e.into(),
+        });
+    }
     let existing = published_version(http, &opts.app, &opts.version).await?;
     let (id, already_published, manifest_bytes, uploaded) = match existing {
-        Some((id, old)) if old.entries == manifest.entries && old.params == manifest.params => {
+        Some((id, old))
+            if old.entries == manifest.entries
+                && old.params == manifest.params
+                && old.entry_point == manifest.entry_point =>
+        {
             // Same folder, same version: nothing to do but (maybe) promote.
             (id, true, 0, (0, 0, 0))
         }
@@ -124,21 +140,27 @@ pub async fn push(
         }
         None => {
             let sources = chunk_sources(&opts.dir, &manifest);
-            let ids: Vec<ChunkId> = sources.iter().map(|s| s.id).collect();
-            let mut missing = HashSet::new();
-            for group in ids.chunks(MAX_IDS_PER_REQUEST) {
-                missing.extend(http.missing(group).await?);
-            }
-            let to_send: Vec<Source> = sources
-                .into_iter()
-                .filter(|s| missing.contains(&s.id))
-                .collect();
-            let uploaded = upload(http, to_send, opts, show).await?;
             let body = manifest.encode();
             let manifest_bytes = body.len() as u64;
             let expected_id = ManifestId::of(&body);
             let envelope = key.sign(KIND_MANIFEST, body).encode();
-            let id = http.publish_manifest(envelope).await?;
+            let mut uploaded = (0, 0, 0);
+            // Upload what the server lacks, publish; if the server lost a
+            // chunk in between (garbage collection of a chunk it had), it
+            // answers 422: upload again, at most twice more.
+            let mut attempt = 0;
+            let id = loop {
+                let u = upload_missing(http, &sources, opts, show).await?;
+                uploaded = (uploaded.0 + u.0, uploaded.1 + u.1, uploaded.2 + u.2);
+                match http.publish_manifest(envelope.clone()).await {
+                    Ok(id) => break id,
+                    Err(ClientError::Server { status: 422, .. }) if attempt < 2 => {
+                        attempt += 1;
+                        tracing::warn!("server lacks chunks it had a moment ago; uploading again");
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             if id != expected_id {
                 return Err(ClientError::protocol(
                     "manifest publish",
@@ -176,6 +198,8 @@ pub async fn push(
                 channel: channel.clone(),
                 version: opts.version.clone(),
                 expires_in: opts.expires_in,
+                rollout: Default::default(),
+                now: None,
             },
         )
         .await?;
@@ -260,6 +284,26 @@ fn chunk_sources(dir: &Path, m: &Manifest) -> Vec<Source> {
 }
 
 /// Uploads the chunks in batches; returns (chunks, raw bytes, sent bytes).
+/// Asks which chunks the server lacks and uploads those.
+async fn upload_missing(
+    http: &Http,
+    sources: &[Source],
+    opts: &PushOptions,
+    show: bool,
+) -> Result<(u64, u64, u64), ClientError> {
+    let ids: Vec<ChunkId> = sources.iter().map(|s| s.id).collect();
+    let mut missing = HashSet::new();
+    for group in ids.chunks(MAX_IDS_PER_REQUEST) {
+        missing.extend(http.missing(group).await?);
+    }
+    let to_send: Vec<Source> = sources
+        .iter()
+        .filter(|s| missing.contains(&s.id))
+        .cloned()
+        .collect();
+    upload(http, to_send, opts, show).await
+}
+
 async fn upload(
     http: &Http,
     to_send: Vec<Source>,

@@ -21,6 +21,7 @@ impl Layout {
         for d in [
             l.meta(),
             l.manifests(),
+            l.records(),
             l.staging_root(),
             l.versions(),
             l.trash(),
@@ -71,6 +72,13 @@ impl Layout {
     }
     pub fn manifest_file(&self, id: &ManifestId) -> PathBuf {
         self.manifests().join(format!("{id}.cbor"))
+    }
+    pub fn records(&self) -> PathBuf {
+        self.meta().join("records")
+    }
+    /// The newest accepted record of a channel (a validated channel name).
+    pub fn record_file(&self, channel: &str) -> PathBuf {
+        self.records().join(format!("{channel}.cbor"))
     }
     pub fn staging_root(&self) -> PathBuf {
         self.meta().join("staging")

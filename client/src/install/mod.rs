@@ -7,6 +7,7 @@
 //!   versions/V/         kept previous versions, complete trees
 //!   .ferry/state.json   what is installed, last channel sequence seen
 //!   .ferry/manifests/   signed manifests of installed versions
+//!   .ferry/records/     the newest signed channel record per channel
 //!   .ferry/staging/     trees being built (resumable)
 //!   .ferry/switch.json  journal of a switch in progress
 //!   .ferry/trash/       trees being deleted
@@ -22,5 +23,5 @@ mod switch;
 pub use fsutil::{fsync_dir, write_atomic};
 pub use layout::Layout;
 pub use lock::InstallLock;
-pub use state::{InstallState, Installed, Seen};
+pub use state::{Blocked, InstallState, Installed, Probation, Seen, Staged};
 pub use switch::{recover, switch_to, SwitchSource};

@@ -46,6 +46,35 @@ pub struct Seen {
     pub manifest_id: String,
 }
 
+/// A version downloaded and built ahead of its activation time; it sits
+/// complete in `.ferry/staging/<manifest id>` until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    pub version: String,
+    pub manifest_id: String,
+    /// Unix seconds at which it becomes `current`.
+    pub activates_at: u64,
+}
+
+/// A version this client will not install automatically: it failed here
+/// (or was rolled back by hand) until a record newer than `sequence` comes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub version: String,
+    pub sequence: u64,
+    pub reason: String,
+}
+
+/// A version on probation: switched to, not yet seen healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probation {
+    pub version: String,
+    /// Unix seconds of the switch.
+    pub since: u64,
+    /// Failed starts or error exits so far.
+    pub failures: u32,
+}
+
 /// What is installed and what the client has seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallState {
@@ -60,6 +89,17 @@ pub struct InstallState {
     pub current: Option<Installed>,
     /// Previous versions in `versions/`, most recent first.
     pub kept: Vec<Installed>,
+    /// Built ahead, waiting for its activation time.
+    #[serde(default)]
+    pub staged: Option<Staged>,
+    /// The minimum version named by the newest record accepted: rollback and
+    /// `ferry run` refuse to go below it.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub blocked: Option<Blocked>,
+    #[serde(default)]
+    pub probation: Option<Probation>,
 }
 
 impl InstallState {
@@ -75,6 +115,10 @@ impl InstallState {
             seen: BTreeMap::new(),
             current: None,
             kept: Vec::new(),
+            staged: None,
+            min_version: None,
+            blocked: None,
+            probation: None,
         })
     }
 

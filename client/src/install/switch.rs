@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{fsync_dir, write_atomic, InstallState, Installed, Layout};
+use super::{fsync_dir, write_atomic, InstallState, Installed, Layout, Probation};
 use crate::error::ClientError;
 
 /// Where the new tree comes from.
@@ -154,6 +154,13 @@ fn finish(
     } else {
         Vec::new()
     };
+    // A freshly switched version is on probation until `ferry run` sees it
+    // run long enough or the app calls `ferry mark-healthy`.
+    state.probation = Some(Probation {
+        version: new.version.clone(),
+        since: ferry_protocol::unix_now(),
+        failures: 0,
+    });
     state.current = Some(new);
     state.kept = kept;
     for d in &dropped {

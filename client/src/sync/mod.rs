@@ -7,11 +7,13 @@ mod fetch;
 mod index;
 mod repair;
 mod rollback;
+mod stage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_protocol::rollout::{decide, ClientView, Target};
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{unix_now, ChannelRecord, Entry, Envelope, Manifest, ManifestId, PublicKey};
 use serde::Serialize;
@@ -20,11 +22,12 @@ pub use build::{FileJob, LocalStats, Staging};
 pub use index::LocalIndex;
 pub use repair::repair_install;
 pub use rollback::{rollback, RollbackReport};
+pub use stage::{client_id, switch_due};
 
 use crate::error::ClientError;
 use crate::http::Http;
 use crate::install::{
-    recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, SwitchSource,
+    recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, Staged, SwitchSource,
 };
 use crate::progress;
 use crate::verify::{check_tree, load_manifest};
@@ -41,6 +44,31 @@ pub struct SyncOptions {
     /// Concurrent fetch streams.
     pub streams: usize,
     pub quiet: bool,
+    /// Rollout group of this client (per-group activation times).
+    pub group: Option<String>,
+    /// A file holding the client id (shared by installs on one machine);
+    /// default: the id in the install's state.
+    pub client_id_file: Option<PathBuf>,
+    /// The clock (unix seconds); `None` reads the system clock.
+    pub now: Option<u64>,
+}
+
+impl SyncOptions {
+    /// Options with the defaults of `ferry sync` (keep 1, 3 streams, quiet).
+    pub fn new(app: &str, channel: &str, install: PathBuf, trusted: Vec<PublicKey>) -> Self {
+        SyncOptions {
+            app: app.to_string(),
+            channel: channel.to_string(),
+            install,
+            trusted,
+            keep: 1,
+            streams: 3,
+            quiet: true,
+            group: None,
+            client_id_file: None,
+            now: None,
+        }
+    }
 }
 
 /// What a sync did (the `--json` summary).
@@ -63,6 +91,19 @@ pub struct SyncReport {
     pub version_bytes: u64,
     pub resumed: bool,
     pub elapsed_ms: u64,
+    /// Downloaded and built, waiting for `activates_at` to switch.
+    pub staged: bool,
+    /// The version staged (when `staged`).
+    pub staged_version: Option<String>,
+    pub activates_at: Option<u64>,
+    /// Why the record's rollout gave this client what it did.
+    pub decision: String,
+    /// When the rollout may offer something else without a new record.
+    pub recheck_at: Option<u64>,
+    /// The server was out of reach; a staged version switched on schedule.
+    pub offline: bool,
+    /// This client's id (rollout buckets, reports).
+    pub client_id: String,
 }
 
 pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientError> {
@@ -72,6 +113,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
             "at least one --trust key is required".into(),
         ));
     }
+    let now = o.now.unwrap_or_else(unix_now);
     let layout = Layout::create(&o.install)?;
     let _lock = InstallLock::acquire(&layout)?;
     let mut state = InstallState::load_or_new(&layout)?;
@@ -87,58 +129,129 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         }
     }
     recover(&layout, &mut state, o.keep)?;
+    stage::tidy(&layout, &mut state);
     let mut report = SyncReport {
         app: o.app.clone(),
         channel: o.channel.clone(),
         version: state.current.as_ref().map(|c| c.version.clone()),
         ..SyncReport::default()
     };
-    let current_ok = state.current.is_some() && layout.current().is_dir();
-    let seen = state.seen.get(&o.channel).cloned();
-    let etag = match (&seen, &state.current) {
-        (Some(s), Some(c)) if current_ok && s.manifest_id == c.manifest_id => s.etag.clone(),
-        _ => None,
+    let client_id = match &o.client_id_file {
+        Some(f) => stage::client_id_from_file(f)?,
+        None => state.client_id.clone(),
     };
+    report.client_id = client_id.clone();
 
-    // 1. The channel record.
-    let fetched = http
-        .get_channel(&o.app, &o.channel, etag.as_deref())
-        .await?;
-    let Some(fetched) = fetched else {
-        report.sequence = seen.map_or(0, |s| s.sequence);
+    // 1. The channel record (a 304 re-reads the one kept locally).
+    let record = match accept_record(http, &layout, &mut state, o, now).await {
+        Ok(r) => r,
+        Err(e) if e.is_transient() => {
+            // Out of reach: a staged version whose time has come still
+            // switches, without the server.
+            let l = layout.clone();
+            let trusted = o.trusted.clone();
+            let keep = o.keep;
+            let (switched, st) = tokio::task::spawn_blocking(move || {
+                let r = stage::switch_due(&l, &mut state, &trusted, now, keep);
+                (r, state)
+            })
+            .await?;
+            if let Some(v) = switched? {
+                tracing::warn!("server unreachable ({e}); switched to staged {v} on schedule");
+                st.save(&layout)?;
+                report.previous_version = report.version.take();
+                report.version = Some(v);
+                report.updated = true;
+                report.offline = true;
+                return Ok(finish_report(report, http, start));
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    report.sequence = record.sequence;
+    state.min_version = record.policy.min_version.clone();
+    if state
+        .blocked
+        .as_ref()
+        .is_some_and(|b| record.sequence > b.sequence)
+    {
+        tracing::info!("a newer record arrived: unblocking a version that failed here");
+        state.blocked = None;
+    }
+
+    // 2. What the record offers this client.
+    let current_ok = state.current.is_some() && layout.current().is_dir();
+    let installed = state
+        .current
+        .as_ref()
+        .filter(|_| current_ok)
+        .map(|c| c.version.clone());
+    let decision = decide(
+        &o.app,
+        &record.target(),
+        &record.policy,
+        ClientView {
+            client_id: &client_id,
+            group: o.group.as_deref(),
+            installed: installed.as_deref(),
+            now,
+        },
+    );
+    report.decision = stage::describe(&decision.reason);
+    report.recheck_at = decision.recheck_at;
+    let offer = decision.install.filter(|t| {
+        let blocked = state
+            .blocked
+            .as_ref()
+            .is_some_and(|b| b.version == t.version);
+        if blocked {
+            report.decision = format!("{} is blocked on this client (it failed here)", t.version);
+        }
+        !blocked
+    });
+    let Some(offer) = offer else {
+        if state.staged.is_some() {
+            tracing::info!("the staged version is no longer offered; discarding it");
+            stage::discard(&layout, &mut state);
+        }
+        state.save(&layout)?;
         return Ok(finish_report(report, http, start));
     };
-    let record_hash = blake3::hash(&fetched.bytes).to_hex().to_string();
-    let env = Envelope::decode(&fetched.bytes, usize::MAX)?;
-    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
-    check_record(&record, o, seen.as_ref(), &record_hash)?;
-    report.sequence = record.sequence;
-    let new_seen = Seen {
-        sequence: record.sequence,
-        record_hash,
-        etag: fetched.etag.clone(),
-        manifest_id: record.manifest_id.to_hex(),
-    };
-    state.app = Some(o.app.clone());
-    state.channel = Some(o.channel.clone());
-    state.seen.insert(o.channel.clone(), new_seen);
-
-    let target = Installed::new(&record.version, &record.manifest_id);
+    let target = Installed::new(&offer.version, &offer.manifest_id);
     if current_ok && state.current.as_ref() == Some(&target) {
         state.save(&layout)?;
         return Ok(finish_report(report, http, start));
     }
+    let staging_only = decision.activate_at > now;
+    if staging_only {
+        report.activates_at = Some(decision.activate_at);
+        if let Some(s) = &state.staged {
+            if s.manifest_id == target.manifest_id && layout.staging(&offer.manifest_id).is_dir() {
+                // Already built; only the time may have moved.
+                state.staged = Some(Staged {
+                    activates_at: decision.activate_at,
+                    ..s.clone()
+                });
+                state.save(&layout)?;
+                report.staged = true;
+                report.staged_version = Some(offer.version.clone());
+                return Ok(finish_report(report, http, start));
+            }
+        }
+    }
+    state.save(&layout)?;
 
-    // 2. The manifest.
+    // 3. The manifest.
     let base = state.current.as_ref().and_then(|c| c.id().ok());
-    let manifest = get_manifest(http, &layout, &record, &o.trusted, base).await?;
+    let manifest = get_manifest(http, &layout, &o.app, &offer, &o.trusted, base).await?;
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());
 
-    // 3. A kept tree of this very version needs no rebuild if it is intact.
-    let kept_dir = layout.version_dir(&record.version);
-    if state.kept.contains(&target) && kept_dir.is_dir() {
+    // 4. A kept tree of this very version needs no rebuild if it is intact.
+    let kept_dir = layout.version_dir(&offer.version);
+    if !staging_only && state.kept.contains(&target) && kept_dir.is_dir() {
         let m = manifest.clone();
         let dir = kept_dir.clone();
         let check = tokio::task::spawn_blocking(move || check_tree(&dir, &m)).await?;
@@ -146,23 +259,31 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
             let l = layout.clone();
             let keep = o.keep;
             let t = target.clone();
-            let v = record.version.clone();
+            let v = offer.version.clone();
             tokio::task::spawn_blocking(move || {
+                state.staged = None;
                 switch_to(&l, &mut state, t, SwitchSource::Kept(v), keep)
             })
             .await??;
             report.chunks_reused = manifest.chunk_refs() as u64;
             report.bytes_reused = manifest.total_size();
             report.updated = true;
-            report.version = Some(record.version.clone());
+            report.version = Some(offer.version.clone());
             return Ok(finish_report(report, http, start));
         }
-        tracing::warn!("kept version {} is damaged; rebuilding it", record.version);
+        tracing::warn!("kept version {} is damaged; rebuilding it", offer.version);
     }
 
-    // 4. Build in staging, from local chunks and fetched ones.
-    let staging = layout.staging(&record.manifest_id);
+    // 5. Build in staging, from local chunks and fetched ones.
+    let staging = layout.staging(&offer.manifest_id);
     clear_other_staging(&layout, &staging);
+    if state
+        .staged
+        .as_ref()
+        .is_some_and(|s| s.manifest_id != target.manifest_id)
+    {
+        state.staged = None;
+    }
     report.resumed = staging.exists();
     let index = local_index(&layout, &state);
     let have = state.current.as_ref().and_then(|c| c.id().ok());
@@ -187,15 +308,27 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     report.chunks_reused = built.chunks_reused;
     report.bytes_reused = built.bytes_reused;
 
-    // 5. Switch.
+    // 6. Stage for later, or switch now.
+    if staging_only {
+        state.staged = Some(Staged {
+            version: offer.version.clone(),
+            manifest_id: target.manifest_id.clone(),
+            activates_at: decision.activate_at,
+        });
+        state.save(&layout)?;
+        report.staged = true;
+        report.staged_version = Some(offer.version.clone());
+        return Ok(finish_report(report, http, start));
+    }
     let l = layout.clone();
     let keep = o.keep;
     tokio::task::spawn_blocking(move || {
+        state.staged = None;
         switch_to(&l, &mut state, target, SwitchSource::Staging(staging), keep)
     })
     .await??;
     report.updated = true;
-    report.version = Some(record.version.clone());
+    report.version = Some(offer.version.clone());
     Ok(finish_report(report, http, start))
 }
 
@@ -206,12 +339,65 @@ fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
     r
 }
 
+/// Fetches the channel record (conditionally, when one is kept), verifies
+/// it and keeps it. On 304 the kept record is used again: it is re-verified,
+/// and its rollout re-evaluated by the caller, since that depends on time.
+async fn accept_record(
+    http: &Http,
+    layout: &Layout,
+    state: &mut InstallState,
+    o: &SyncOptions,
+    now: u64,
+) -> Result<ChannelRecord, ClientError> {
+    let seen = state.seen.get(&o.channel).cloned();
+    let kept = std::fs::read(layout.record_file(&o.channel)).ok();
+    let etag = match (&seen, &kept) {
+        (Some(s), Some(k)) if blake3::hash(k).to_hex().as_str() == s.record_hash => s.etag.clone(),
+        _ => None,
+    };
+    let fetched = http
+        .get_channel(&o.app, &o.channel, etag.as_deref())
+        .await?;
+    let (bytes, etag) = match fetched {
+        Some(f) => (f.bytes.to_vec(), f.etag),
+        None => match kept {
+            Some(k) => (k, etag),
+            None => {
+                return Err(ClientError::protocol(
+                    "channel record",
+                    "server answered 304 to a request without If-None-Match",
+                ))
+            }
+        },
+    };
+    let record_hash = blake3::hash(&bytes).to_hex().to_string();
+    let env = Envelope::decode(&bytes, usize::MAX)?;
+    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
+    check_record(&record, o, seen.as_ref(), &record_hash, now)?;
+    if seen.as_ref().map(|s| &s.record_hash) != Some(&record_hash) {
+        crate::install::write_atomic(&layout.record_file(&o.channel), &bytes)?;
+    }
+    state.app = Some(o.app.clone());
+    state.channel = Some(o.channel.clone());
+    state.seen.insert(
+        o.channel.clone(),
+        Seen {
+            sequence: record.sequence,
+            record_hash,
+            etag,
+            manifest_id: record.manifest_id.to_hex(),
+        },
+    );
+    Ok(record)
+}
+
 /// The checks a signed record must pass beyond its signature.
 fn check_record(
     rec: &ChannelRecord,
     o: &SyncOptions,
     seen: Option<&Seen>,
     hash: &str,
+    now: u64,
 ) -> Result<(), ClientError> {
     if rec.app != o.app || rec.channel != o.channel {
         return Err(ClientError::Mismatch(format!(
@@ -233,7 +419,6 @@ fn check_record(
             )));
         }
     }
-    let now = unix_now();
     if rec.is_expired(now) {
         return Err(ClientError::Expired {
             expired_at: rec.expires_at.unwrap_or(0),
@@ -243,16 +428,18 @@ fn check_record(
     Ok(())
 }
 
-/// The record's manifest: from the local cache if an installed version has
-/// it, else from the server; checked against its id, the keys and the record.
+/// The offered version's manifest: from the local cache if an installed
+/// version has it, else from the server; checked against its id, the keys
+/// and the offer.
 async fn get_manifest(
     http: &Http,
     layout: &Layout,
-    rec: &ChannelRecord,
+    app: &str,
+    offer: &Target,
     trusted: &[PublicKey],
     base: Option<ManifestId>,
 ) -> Result<Manifest, ClientError> {
-    let id = rec.manifest_id;
+    let id = offer.manifest_id;
     let path = layout.manifest_file(&id);
     let bytes = match std::fs::read(&path) {
         Ok(b) if ManifestId::of(&Envelope::decode(&b, usize::MAX)?.body) == id => b,
@@ -276,10 +463,10 @@ async fn get_manifest(
         )));
     }
     let m = Manifest::decode(env.verify(KIND_MANIFEST, trusted)?)?;
-    if m.app != rec.app || m.version != rec.version {
+    if m.app != app || m.version != offer.version {
         return Err(ClientError::Mismatch(format!(
-            "record names {} {}, but its manifest is {} {} (mix-and-match)",
-            rec.app, rec.version, m.app, m.version
+            "record names {app} {}, but its manifest is {} {} (mix-and-match)",
+            offer.version, m.app, m.version
         )));
     }
     crate::install::write_atomic(&path, &bytes)?;
@@ -393,6 +580,9 @@ mod tests {
             keep: 1,
             streams: 1,
             quiet: true,
+            group: None,
+            client_id_file: None,
+            now: None,
         }
     }
 
@@ -405,6 +595,7 @@ mod tests {
             manifest_id: ManifestId::of(b"m"),
             issued_at: 0,
             expires_at: None,
+            policy: Default::default(),
         }
     }
 
@@ -420,19 +611,19 @@ mod tests {
     #[test]
     fn replay_equivocation_expiry_and_mix_and_match() {
         let o = opts();
-        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "h").is_ok());
-        assert!(check_record(&rec(6), &o, Some(&seen(5, "h")), "x").is_ok());
+        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "h", 0).is_ok());
+        assert!(check_record(&rec(6), &o, Some(&seen(5, "h")), "x", 10).is_ok());
         assert!(matches!(
-            check_record(&rec(4), &o, Some(&seen(5, "h")), "x"),
+            check_record(&rec(4), &o, Some(&seen(5, "h")), "x", 10),
             Err(ClientError::Replay { seen: 5, got: 4 })
         ));
-        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "other").is_err());
+        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "other", 10).is_err());
         let expired = ChannelRecord {
             expires_at: Some(1),
             ..rec(7)
         };
         assert!(matches!(
-            check_record(&expired, &o, None, "h"),
+            check_record(&expired, &o, None, "h", 10),
             Err(ClientError::Expired { .. })
         ));
         let other_app = ChannelRecord {
@@ -440,13 +631,13 @@ mod tests {
             ..rec(7)
         };
         assert!(matches!(
-            check_record(&other_app, &o, None, "h"),
+            check_record(&other_app, &o, None, "h", 10),
             Err(ClientError::Mismatch(_))
         ));
         let other_channel = ChannelRecord {
             channel: "beta".into(),
             ..rec(7)
         };
-        assert!(check_record(&other_channel, &o, None, "h").is_err());
+        assert!(check_record(&other_channel, &o, None, "h", 10).is_err());
     }
 }

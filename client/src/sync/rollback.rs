@@ -6,7 +6,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::install::{recover, switch_to, InstallLock, InstallState, Layout, SwitchSource};
+use crate::install::{
+    recover, switch_to, Blocked, InstallLock, InstallState, Layout, SwitchSource,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
@@ -32,7 +34,32 @@ pub fn rollback(install: &Path) -> Result<RollbackReport, ClientError> {
             format!("kept version {} is missing from versions/", target.version),
         ));
     }
+    if let Some(min) = &state.min_version {
+        if ferry_protocol::version_order::is_older(&target.version, min) {
+            return Err(ClientError::install(
+                &layout.root,
+                format!(
+                    "refusing to roll back to {}: the publisher requires at least version {min}",
+                    target.version
+                ),
+            ));
+        }
+    }
     let previous = state.current.as_ref().map(|c| c.version.clone());
+    // Automatic updates leave the version rolled away from alone until the
+    // publisher issues a newer record.
+    if let Some(p) = &previous {
+        let sequence = state
+            .channel
+            .as_ref()
+            .and_then(|c| state.seen.get(c))
+            .map_or(0, |s| s.sequence);
+        state.blocked = Some(Blocked {
+            version: p.clone(),
+            sequence,
+            reason: "rolled back by hand".into(),
+        });
+    }
     // Keep everything: the version rolled away from becomes the kept one.
     let keep = state.kept.len();
     switch_to(
@@ -42,6 +69,9 @@ pub fn rollback(install: &Path) -> Result<RollbackReport, ClientError> {
         SwitchSource::Kept(target.version.clone()),
         keep,
     )?;
+    // Going back to a version that ran here before: no probation.
+    state.probation = None;
+    state.save(&layout)?;
     Ok(RollbackReport {
         version: target.version,
         previous_version: previous,
