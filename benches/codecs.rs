@@ -44,6 +44,7 @@ fn manifest(seed: u64) -> Manifest {
         params: ChunkerParams::default(),
         created_at: 0,
         entries,
+        entry_point: None,
     }
 }
 

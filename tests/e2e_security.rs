@@ -168,6 +168,7 @@ fn lower_sequence_is_refused_by_server_and_client() {
         manifest_id: ferry_protocol::ManifestId::of(&env.body),
         issued_at: unix_now(),
         expires_at: None,
+        policy: Default::default(),
     };
     let bytes = secret.sign(KIND_CHANNEL, rec.encode()).encode();
     let err = rt
@@ -196,6 +197,7 @@ fn plant_manifest(data: &Path, key: &SecretKey, entries: Vec<Entry>, chunks: &[&
         params: ChunkerParams::default(),
         created_at: 0,
         entries,
+        entry_point: None,
     };
     let body = m.encode();
     let id = ferry_protocol::ManifestId::of(&body);
@@ -210,6 +212,7 @@ fn plant_manifest(data: &Path, key: &SecretKey, entries: Vec<Entry>, chunks: &[&
         manifest_id: id,
         issued_at: unix_now(),
         expires_at: None,
+        policy: Default::default(),
     };
     let renv = key.sign(KIND_CHANNEL, rec.encode()).encode();
     store.put_channel(&renv, &rec).unwrap();

@@ -83,7 +83,8 @@ fn install_update_resync_rollback() {
     assert_eq!(s3["requests"], 1);
     assert!(s3["bytes_downloaded"].as_u64().unwrap() < 1024);
 
-    // Rollback needs no server, and the next sync brings the update back.
+    // Rollback needs no server, and automatic updates leave the version
+    // rolled away from alone until the publisher issues a newer record.
     let rb = json(&ferry_ok(&[
         "rollback",
         "--install",
@@ -94,9 +95,30 @@ fn install_update_resync_rollback() {
     assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
     let s4 = w.sync("inst");
-    assert_eq!(s4["updated"], true);
-    assert_eq!(s4["version"], "1.1.0");
-    assert_eq!(s4["chunks_fetched"], 0);
+    assert_eq!(s4["updated"], false);
+    assert!(s4["decision"].as_str().unwrap().contains("blocked"), "{s4}");
+    assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
+    // A new record (here: the same version promoted again) lifts the block;
+    // the kept tree is reused, nothing fetched.
+    ferry_ok(&[
+        "promote",
+        "--server",
+        &w.server.url,
+        "--app",
+        "demo",
+        "--channel",
+        "stable",
+        "--version",
+        "1.1.0",
+        "--key",
+        w.key.path.to_str().unwrap(),
+        "--token",
+        TOKEN,
+    ]);
+    let s5 = w.sync("inst");
+    assert_eq!(s5["updated"], true);
+    assert_eq!(s5["version"], "1.1.0");
+    assert_eq!(s5["chunks_fetched"], 0);
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
 
     // Nothing left behind in staging or trash.

@@ -73,15 +73,9 @@ async fn demo(root: &Path, v1: &Path, v2: &Path) -> Result<()> {
     let key = SecretKey::from_seed(seed);
     println!("publisher   key {}", key.public());
     let install = root.join("client");
-    let sync_opts = SyncOptions {
-        app: "sampleapp".into(),
-        channel: "stable".into(),
-        install: install.clone(),
-        trusted: vec![key.public()],
-        keep: 1,
-        streams: 4,
-        quiet: true,
-    };
+    let mut sync_opts =
+        SyncOptions::new("sampleapp", "stable", install.clone(), vec![key.public()]);
+    sync_opts.streams = 4;
     for (dir, version) in [(v1, "1.0.0"), (v2, "1.1.0")] {
         let pusher = Http::new(&url, Timeouts::default())?.with_token(Some(token.into()));
         let mut o = PushOptions::new(dir.to_path_buf(), "sampleapp", version);

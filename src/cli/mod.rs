@@ -3,14 +3,20 @@
 //! Exit codes: 0 success, 1 error (one line on stderr), 2 usage error,
 //! 3 `verify`/`fsck` found damage.
 
+mod agent;
+mod channel;
 mod common;
 mod demo;
 mod fsck;
+mod gc;
 mod keygen;
 mod publish;
+mod run;
 mod scan;
 mod serve;
+mod status;
 mod sync;
+mod time;
 mod tune;
 
 use std::process::ExitCode;
@@ -36,16 +42,34 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Chunk a build folder, upload what the server lacks, publish it signed.
     Push(publish::PushArgs),
-    /// Point a channel at a published version (a new signed record).
-    Promote(publish::PromoteArgs),
+    /// Point a channel at a published version (a new signed record), with
+    /// an optional staged, scheduled or forced rollout.
+    Promote(channel::PromoteArgs),
+    /// Stop new clients from adopting a channel's current rollout.
+    Pause(channel::PauseArgs),
+    /// Let a paused rollout continue.
+    Resume(channel::PauseArgs),
+    /// List every state a channel has been in, who signed it and when.
+    History(channel::HistoryArgs),
+    /// Per channel: the rollout in force and what the clients report.
+    Status(status::StatusArgs),
     /// Bring an install directory to the channel's current version.
     Sync(sync::SyncArgs),
+    /// Keep an install directory up to date on a schedule (a service).
+    Agent(agent::AgentArgs),
+    /// Start the installed version's entry point; revert a new version that
+    /// keeps failing.
+    Run(run::RunArgs),
+    /// End the probation of the freshly installed version.
+    MarkHealthy(run::MarkHealthyArgs),
     /// Switch back to the previous kept version.
     Rollback(sync::RollbackArgs),
     /// Re-hash the live tree against its manifest; --repair mends it.
     Verify(sync::VerifyArgs),
     /// Check a server's data directory offline; changes nothing.
     Fsck(fsck::FsckArgs),
+    /// Remove old versions and unreferenced chunks from a stopped server's store.
+    Gc(gc::GcArgs),
     /// Chunk and hash a folder as `push` would, without a server.
     Scan(scan::ScanArgs),
     /// Compare chunk sizes and zstd levels on a version history.
@@ -56,7 +80,7 @@ pub enum Command {
 
 pub fn init_logging(cli: &Cli) {
     let default = match (cli.verbose, &cli.command) {
-        (0, Command::Serve(_)) => "info",
+        (0, Command::Serve(_) | Command::Agent(_)) => "info",
         (0, _) => "warn",
         (1, _) => "info",
         _ => "debug",
@@ -76,11 +100,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => keygen::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Push(a) => publish::push(a),
-        Command::Promote(a) => publish::promote(a),
+        Command::Promote(a) => channel::promote(a),
+        Command::Pause(a) => channel::pause(a, true),
+        Command::Resume(a) => channel::pause(a, false),
+        Command::History(a) => channel::history(a),
+        Command::Status(a) => status::run(a),
         Command::Sync(a) => sync::sync(a),
+        Command::Agent(a) => agent::run(a),
+        Command::Run(a) => run::run(a),
+        Command::MarkHealthy(a) => run::mark(a),
         Command::Rollback(a) => sync::rollback(a),
         Command::Verify(a) => sync::verify(a),
         Command::Fsck(a) => fsck::run(a),
+        Command::Gc(a) => gc::run(a),
         Command::Scan(a) => scan::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Demo(a) => demo::run(a),
@@ -104,10 +136,20 @@ mod tests {
             "ferry serve --data d --listen 127.0.0.1:1 --push-token t",
             "ferry push dir --server http://x --app a --version 1 --key k --token t --channel c --json",
             "ferry promote --server http://x --app a --channel c --version 1 --key k --token t",
+            "ferry promote --server http://x --app a --channel c --version 1 --key k --token t --percent 10 --ramp 10%,50%,100% --every 24h --activate-at 2026-12-01T09:00:00Z --group a=2026-12-01T09:00:00Z --group b=+1d --min-version 0.9 --expires-in 30d",
+            "ferry pause --server http://x --app a --channel c --key k --token t",
+            "ferry resume --server http://x --app a --channel c --key k --token t",
+            "ferry history --server http://x --app a --channel c --json",
+            "ferry status --server http://x --app a --json",
+            "ferry sync --server http://x --app a --channel c --install i --trust 00 --group g --client-id-file f",
             "ferry sync --server http://x --app a --channel c --install i --trust 00 --json",
             "ferry rollback --install i",
+            "ferry run --install i --check --server http://x --app a --channel c --trust 00 -- --flag x",
+            "ferry mark-healthy --install i",
+            "ferry agent --server http://x --app a --channel c --install i --trust 00 --interval 4h --config f.toml",
             "ferry verify --install i --repair --server http://x --trust 00",
             "ferry fsck --data d",
+            "ferry gc --data d --keep 2 --dry-run",
             "ferry scan dir --json --avg-chunk 65536",
             "ferry tune a b c --avg 8,16 --levels 3 --fixed 0 --json --plot p.svg",
         ] {

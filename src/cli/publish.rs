@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ferry_client::{Http, PromoteOptions, PushOptions, Timeouts};
+use ferry_client::{Http, PushOptions, Timeouts};
 
 use super::common::{human, load_secret_key, print_json, runtime, ChunkArgs};
 
@@ -47,6 +47,9 @@ pub struct PushArgs {
     /// Also make this version current on this channel.
     #[arg(long)]
     pub channel: Option<String>,
+    /// The program `ferry run` starts, relative to the folder (e.g. bin/app).
+    #[arg(long, value_name = "PATH")]
+    pub entry: Option<String>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -64,21 +67,6 @@ pub struct PushArgs {
     pub quiet: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct PromoteArgs {
-    #[command(flatten)]
-    pub target: PublishTarget,
-    /// Channel to point.
-    #[arg(long)]
-    pub channel: String,
-    /// Published version to point it at.
-    #[arg(long)]
-    pub version: String,
-    /// Print a JSON summary on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let key = load_secret_key(&a.target.key)?;
     let http =
@@ -89,6 +77,7 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
     o.streams = a.streams as usize;
     o.channel = a.channel.clone();
     o.expires_in = a.target.expires_in;
+    o.entry = a.entry.clone();
     o.quiet = a.quiet || a.json;
     if !a.dir.is_dir() {
         bail!("{} is not a directory", a.dir.display());
@@ -120,32 +109,6 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
         if let (Some(c), Some(s)) = (&r.channel, r.sequence) {
             println!("channel {c} -> {} (sequence {s})", r.version);
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
-    let key = load_secret_key(&a.target.key)?;
-    let http =
-        Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
-    let o = PromoteOptions {
-        app: a.target.app.clone(),
-        channel: a.channel.clone(),
-        version: a.version.clone(),
-        expires_in: a.target.expires_in,
-    };
-    let r = runtime()?.block_on(ferry_client::promote(&http, &key, &o))?;
-    if a.json {
-        print_json(&r)?;
-    } else {
-        println!(
-            "channel {}/{} -> {} (sequence {}, was {})",
-            r.app,
-            r.channel,
-            r.version,
-            r.sequence,
-            r.previous_version.as_deref().unwrap_or("nothing")
-        );
     }
     Ok(ExitCode::SUCCESS)
 }

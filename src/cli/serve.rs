@@ -13,7 +13,7 @@ use ferry_protocol::PublicKey;
 use ferry_server::{serve, ServerConfig, ServerState};
 use ferry_store::Store;
 
-use super::common::runtime;
+use super::common::{runtime, shutdown_signal};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -39,6 +39,13 @@ pub struct ServeArgs {
     /// Most connections served at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_connections: u32,
+    /// Most requests handled at once; beyond it clients get 503 with
+    /// Retry-After (agents wait and come back).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_requests: u32,
+    /// Seconds to send in Retry-After when busy.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_after: u64,
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
@@ -64,6 +71,8 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             push_token: a.push_token.clone(),
             app_keys,
             max_connections: a.max_connections as usize,
+            max_requests: a.max_requests as usize,
+            retry_after_secs: a.retry_after,
             ..ServerConfig::default()
         },
     ));
@@ -88,27 +97,4 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("signal received");
 }

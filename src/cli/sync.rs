@@ -41,6 +41,17 @@ pub struct SyncArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Rollout group of this client (groups can have their own activation
+    /// time).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// File holding this machine's client id (created when absent); default:
+    /// an id kept in the install directory.
+    #[arg(long, value_name = "FILE")]
+    pub client_id_file: Option<PathBuf>,
+    /// The clock, in unix seconds (tests).
+    #[arg(long, hide = true)]
+    pub now: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -82,15 +93,17 @@ fn timeouts(read: u64) -> Timeouts {
 pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     let trusted = parse_trust(&a.trust)?;
     let http = Http::new(&a.server, timeouts(a.timeout))?;
-    let o = SyncOptions {
-        app: a.app.clone(),
-        channel: a.channel.clone(),
-        install: a.install.clone(),
-        trusted,
-        keep: a.keep as usize,
-        streams: a.streams as usize,
-        quiet: a.quiet || a.json,
-    };
+    let mut o = SyncOptions::new(&a.app, &a.channel, a.install.clone(), trusted);
+    o.keep = a.keep as usize;
+    o.streams = a.streams as usize;
+    o.quiet = a.quiet || a.json;
+    o.group = a.group.clone();
+    o.client_id_file = a.client_id_file.clone();
+    o.now = a.now;
+    if let Some(g) = &a.group {
+        ferry_protocol::names::validate_channel(g)
+            .map_err(|e| anyhow::anyhow!("--group {g:?}: {e}"))?;
+    }
     let r = runtime()?.block_on(ferry_client::sync(&http, &o))?;
     if a.json {
         print_json(&r)?;
@@ -106,11 +119,20 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
             human(r.bytes_reused),
             human(r.version_bytes)
         );
+    } else if r.staged {
+        println!(
+            "{}: staged {} (downloaded {}); it switches at {}",
+            r.app,
+            r.staged_version.as_deref().unwrap_or("?"),
+            human(r.bytes_downloaded),
+            r.activates_at.map_or("?".into(), super::time::format_time)
+        );
     } else {
         println!(
-            "{} is up to date at {} ({} downloaded)",
+            "{} stays at {}: {} ({} downloaded)",
             r.app,
-            r.version.as_deref().unwrap_or("?"),
+            r.version.as_deref().unwrap_or("(nothing)"),
+            r.decision,
             human(r.bytes_downloaded)
         );
     }

@@ -304,6 +304,7 @@ fn cut_tree(vi: usize, tree: &Tree, method: Method) -> Result<Cut> {
         },
         created_at: 0,
         entries,
+        entry_point: None,
     };
     // A throwaway key: only the envelope's size matters here.
     let key = SecretKey::from_seed([0x7e; 32]);

@@ -105,6 +105,12 @@ impl Server {
         }
     }
 
+    /// Kills the server (SIGKILL) in place, e.g. to test offline clients.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the server (SIGKILL) and waits for it.
     pub fn stop(mut self) {
         let _ = self.child.kill();
