@@ -116,8 +116,67 @@ fn agent_follows_the_channel_and_stops_on_sigterm() {
             .any(|e| e["event"] == "updated" && e["version"] == "2.0.0"),
         "{out}"
     );
-    // Between updates the checks were conditional: nothing but "checked".
     assert!(events.iter().all(|e| e["event"] != "error"), "{out}");
+    // The agent reported each check; the operator sees the client on 2.0.0.
+    let st = json(&ferry_ok(&[
+        "status",
+        "--server",
+        &w.server.url,
+        "--app",
+        "demo",
+        "--trust",
+        &w.key.public,
+        "--json",
+    ]));
+    let ch = &st["channels"][0];
+    assert_eq!(ch["channel"], "stable");
+    assert_eq!(ch["record"]["version"], "2.0.0");
+    assert_eq!(ch["percent_now"], 100.0);
+    let v2 = ch["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == "2.0.0")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(v2["ok"], 1, "{st}");
+}
+
+#[test]
+fn hooks_run_around_the_switch_and_a_failing_pre_switch_keeps_the_old_version() {
+    let w = world();
+    w.push("1.0.0", 0);
+    let inst = w.p("inst");
+    ferry_ok(&sync_args(&w.server.url, &inst, &w.key.public));
+    w.push("2.0.0", 0);
+    let with_hooks = |hooks: &[String]| {
+        let mut a: Vec<String> = sync_args(&w.server.url, &inst, &w.key.public)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for h in hooks {
+            a.extend(["--hook".to_string(), h.clone()]);
+        }
+        a
+    };
+    let a = with_hooks(&["pre-switch=echo refusing >&2; exit 1".to_string()]);
+    let err = ferry_err(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("pre-switch hook"), "{err}");
+    assert_eq!(w.running("inst"), "1.0.0");
+    let log = w.root.join("hooks.log");
+    let l = log.display();
+    let a = with_hooks(&[
+        format!(
+            "post-install=echo post-install $FERRY_VERSION $(cat \"$FERRY_TREE/VERSION\") >> {l}"
+        ),
+        format!("pre-switch=echo pre-switch $FERRY_PREVIOUS_VERSION >> {l}"),
+        format!("post-switch=echo post-switch $(cat current/VERSION) >> {l}"),
+    ]);
+    let s = json(&ferry_ok(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(s["version"], "2.0.0");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "post-install 2.0.0 2.0.0\npre-switch 1.0.0\npost-switch 2.0.0\n"
+    );
 }
 
 #[test]

@@ -83,8 +83,8 @@ fn install_update_resync_rollback() {
     assert_eq!(s3["requests"], 1);
     assert!(s3["bytes_downloaded"].as_u64().unwrap() < 1024);
 
-    // Rollback needs no server, and automatic updates leave the version
-    // rolled away from alone until the publisher issues a newer record.
+    // Rollback needs no server, and the next sync brings the update back
+    // (only a version that failed under `ferry run` is held back).
     let rb = json(&ferry_ok(&[
         "rollback",
         "--install",
@@ -95,30 +95,9 @@ fn install_update_resync_rollback() {
     assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
     let s4 = w.sync("inst");
-    assert_eq!(s4["updated"], false);
-    assert!(s4["decision"].as_str().unwrap().contains("blocked"), "{s4}");
-    assert_same_tree(&w.root.join("v1"), &w.root.join("inst/current"));
-    // A new record (here: the same version promoted again) lifts the block;
-    // the kept tree is reused, nothing fetched.
-    ferry_ok(&[
-        "promote",
-        "--server",
-        &w.server.url,
-        "--app",
-        "demo",
-        "--channel",
-        "stable",
-        "--version",
-        "1.1.0",
-        "--key",
-        w.key.path.to_str().unwrap(),
-        "--token",
-        TOKEN,
-    ]);
-    let s5 = w.sync("inst");
-    assert_eq!(s5["updated"], true);
-    assert_eq!(s5["version"], "1.1.0");
-    assert_eq!(s5["chunks_fetched"], 0);
+    assert_eq!(s4["updated"], true);
+    assert_eq!(s4["version"], "1.1.0");
+    assert_eq!(s4["chunks_fetched"], 0);
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
 
     // Nothing left behind in staging or trash.
@@ -296,4 +275,60 @@ fn manifest_is_served_compressed_against_the_clients_base() {
     let (st, _, msg) = raw_get(url, &format!("/v1/manifests/{id2}?base=xyz"), Some(ct));
     assert_eq!(st, 400);
     assert!(String::from_utf8_lossy(&msg).contains("base manifest id"));
+}
+
+#[test]
+fn gc_on_a_stopped_server_keeps_what_clients_need() {
+    let w = world();
+    w.push("v1", "1.0.0");
+    w.push("v2", "1.1.0");
+    make_v2(&w.root.join("v1"), &w.root.join("v3"));
+    w.push("v3", "1.2.0");
+    w.sync("inst");
+    let data = w.server.data.clone();
+    let World {
+        server,
+        root,
+        key,
+        _tmp,
+        ..
+    } = w;
+    // While the server runs, gc refuses to touch its store.
+    let d = data.display().to_string();
+    let err = ferry_err(&["gc", "--data", &d]);
+    assert!(err.contains("is `ferry serve` running"), "{err}");
+    server.stop();
+    let dry = json(&ferry_ok(&[
+        "gc",
+        "--data",
+        &d,
+        "--keep",
+        "1",
+        "--grace",
+        "1s",
+        "--dry-run",
+        "--json",
+    ]));
+    assert_eq!(dry["dry_run"], true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = json(&ferry_ok(&[
+        "gc", "--data", &d, "--keep", "1", "--grace", "1s", "--json",
+    ]));
+    // 1.2.0 is current and 1.1.0 its fallback; 1.0.0 goes, and with it the
+    // chunks only it had.
+    assert_eq!(r["versions_removed"], serde_json::json!(["demo 1.0.0"]));
+    assert!(r["chunks_removed"].as_u64().unwrap() > 0, "{r}");
+    let fsck = ferry(&["fsck", "--data", &d]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    // The server comes back and a fresh client still installs 1.2.0.
+    let server = Server::start(&data);
+    let fresh = root.join("fresh").display().to_string();
+    let s = json(&ferry_ok(&sync_args(&server.url, &fresh, &key.public)));
+    assert_eq!(s["version"], "1.2.0");
+    assert_same_tree(&root.join("v3"), &root.join("fresh/current"));
+    drop(_tmp);
 }

@@ -128,12 +128,12 @@ pub async fn run_agent(
         // A staged version whose time has come switches locally.
         if stage_due.is_some_and(|t| t <= now) {
             stage_due = None;
-            let (install, trusted, keep) = (opts.install.clone(), opts.trusted.clone(), opts.keep);
+            let o = opts.clone();
             let r = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
-                let layout = Layout::open(&install)?;
+                let layout = Layout::open(&o.install)?;
                 let _lock = InstallLock::acquire(&layout)?;
                 let mut state = InstallState::load(&layout)?;
-                let v = switch_due(&layout, &mut state, &trusted, now, keep)?;
+                let v = switch_due(&layout, &mut state, &o, now)?;
                 state.save(&layout)?;
                 Ok(v)
             })
@@ -155,9 +155,12 @@ pub async fn run_agent(
         let result = tokio::select! {
             r = &mut check => r,
             _ = &mut shutdown => {
-                // Let a check in progress finish, within a grace period.
+                // Let a check in progress finish, within a grace period,
+                // and tell the server how it went.
                 tracing::info!("stopping: letting the check in progress finish (up to 30 s)");
-                let _ = tokio::time::timeout(Duration::from_secs(30), check).await;
+                if let Ok(r) = tokio::time::timeout(Duration::from_secs(30), check).await {
+                    send_report(&http, opts, &r).await;
+                }
                 return Ok(());
             }
         };

@@ -51,6 +51,12 @@ pub enum ClientError {
     Mismatch(String),
     #[error("install directory {}: {reason}", path.display())]
     Install { path: PathBuf, reason: String },
+    #[error("{point} hook {command:?} failed: {reason}")]
+    Hook {
+        point: &'static str,
+        command: String,
+        reason: String,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("internal: {0}")]
@@ -104,6 +110,7 @@ impl ClientError {
             ClientError::Mismatch(_) => "mismatch",
             ClientError::Io { .. } | ClientError::Scan(_) => "io",
             ClientError::Install { .. } => "install",
+            ClientError::Hook { .. } => "hook",
             ClientError::Internal(_) => "internal",
         }
     }

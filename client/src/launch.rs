@@ -18,10 +18,11 @@ use ferry_protocol::{unix_now, PublicKey};
 use serde::Serialize;
 
 use crate::error::ClientError;
+use crate::hooks::Hook;
 use crate::install::{
     recover, switch_to, Blocked, InstallLock, InstallState, Layout, SwitchSource,
 };
-use crate::sync::switch_due;
+use crate::sync::{switch_due, SyncOptions};
 use crate::verify::load_manifest;
 
 /// How `ferry run` treats the program.
@@ -36,6 +37,8 @@ pub struct RunOptions {
     /// Failures on probation before switching back.
     pub max_failures: u32,
     pub args: Vec<OsString>,
+    /// Hooks for switching a due staged version before the start.
+    pub hooks: Vec<Hook>,
 }
 
 /// What happened (printed on stderr by the binary).
@@ -58,7 +61,10 @@ fn prepare(o: &RunOptions) -> Result<(PathBuf, String, bool), ClientError> {
     let mut state = InstallState::load(&layout)?;
     let keep = state.kept.len().max(1);
     recover(&layout, &mut state, keep)?;
-    if let Some(v) = switch_due(&layout, &mut state, &o.trusted, unix_now(), keep)? {
+    let mut so = SyncOptions::new("", "", o.install.clone(), o.trusted.clone());
+    so.keep = keep;
+    so.hooks = o.hooks.clone();
+    if let Some(v) = switch_due(&layout, &mut state, &so, unix_now())? {
         tracing::info!("switched to staged version {v} (its activation time has come)");
     }
     state.save(&layout)?;

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod api;
 pub mod error;
 pub mod history;
+pub mod hooks;
 pub mod http;
 pub mod install;
 pub mod launch;

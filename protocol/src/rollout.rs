@@ -141,6 +141,9 @@ pub enum Reason {
     Paused,
     /// The client runs a newer version than offered, and this is no revert.
     NewerInstalled,
+    /// Nothing installed yet and the version activates later: the fallback
+    /// now, the new version staged at the next check.
+    BeforeActivation,
 }
 
 /// What a record offers one client.
@@ -205,6 +208,12 @@ pub fn decide(app: &str, target: &Target, policy: &Policy, c: ClientView<'_>) ->
         .or((activation > c.now).then_some(activation));
     let in_sample = !policy.paused && bucket(c.client_id, app, &target.version) < bp;
     if in_sample {
+        if c.installed.is_none() && activation > c.now {
+            if let Some(p) = &policy.previous {
+                // Check again at once: the next check stages the new version.
+                return go(p, 0, Reason::BeforeActivation, Some(c.now));
+            }
+        }
         if policy.revert {
             return go(target, activation, Reason::Revert, recheck);
         }
@@ -387,6 +396,16 @@ mod tests {
         assert_eq!(at(None).activate_at, 3000);
         assert_eq!(at(None).install, Some(t("2")), "staged ahead");
         assert_eq!(at(Some("branch-a")).recheck_at, Some(1000));
+        // A client with nothing installed gets the fallback first.
+        let with_prev = Policy {
+            previous: Some(t("1")),
+            ..p.clone()
+        };
+        let fresh = decide("app", &t("2"), &with_prev, view("c", None, 500));
+        assert_eq!(fresh.install, Some(t("1")));
+        assert_eq!(fresh.activate_at, 0);
+        assert_eq!(fresh.reason, Reason::BeforeActivation);
+        assert_eq!(fresh.recheck_at, Some(500));
     }
 
     #[test]

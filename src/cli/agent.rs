@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_client::agent::{run_agent, AgentEvent, Schedule};
+use ferry_client::hooks::Hook;
 use ferry_client::{SyncOptions, Timeouts};
 use serde::Deserialize;
 
@@ -60,6 +61,13 @@ pub struct AgentArgs {
     /// Seconds without progress before a request is abandoned [default: 60].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: Option<u64>,
+    /// Run COMMAND at POINT (post-install, pre-switch, post-switch;
+    /// repeatable).
+    #[arg(long, value_name = "POINT=COMMAND")]
+    pub hook: Vec<Hook>,
+    /// Time a hook may run [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub hook_timeout: Option<u64>,
     /// Print one JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +91,8 @@ struct AgentFile {
     keep: Option<u32>,
     streams: Option<u32>,
     timeout: Option<u64>,
+    hook: Option<Vec<String>>,
+    hook_timeout: Option<String>,
 }
 
 fn parse_splay(s: &str) -> Result<u64, String> {
@@ -204,6 +214,24 @@ fn resolve(a: AgentArgs) -> Result<(String, Timeouts, SyncOptions, Schedule, boo
     opts.streams = streams as usize;
     opts.group = group;
     opts.client_id_file = a.client_id_file.or(f.client_id_file);
+    opts.hooks = if a.hook.is_empty() {
+        f.hook
+            .unwrap_or_default()
+            .iter()
+            .map(|h| {
+                h.parse::<Hook>()
+                    .map_err(|e| anyhow::anyhow!("config key hook: {e}"))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        a.hook
+    };
+    if let Some(t) = a
+        .hook_timeout
+        .or(dur(&f.hook_timeout, "hook-timeout", false)?)
+    {
+        opts.hook_timeout = Duration::from_secs(t);
+    }
     Ok((server, timeouts, opts, schedule, a.json))
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use ferry_client::hooks::Hook;
 use ferry_client::launch::{mark_healthy, run as launch, RunOptions, RunReport};
 use ferry_client::{Http, SyncOptions, Timeouts};
 use ferry_protocol::report::{Outcome, Report};
@@ -43,6 +44,10 @@ pub struct RunArgs {
     /// back to the previous one.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_failures: u32,
+    /// Hooks for an update done by --check or a staged switch
+    /// (POINT=COMMAND, repeatable; see `ferry sync --help`).
+    #[arg(long, value_name = "POINT=COMMAND")]
+    pub hook: Vec<Hook>,
     /// Arguments for the program (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
@@ -69,6 +74,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             trusted.clone(),
         );
         o.group = a.group.clone();
+        o.hooks = a.hook.clone();
         let server = a.server.clone().unwrap_or_default();
         let result = runtime()?.block_on(async {
             let http = Http::new(&server, Timeouts::default())?;
@@ -92,6 +98,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         healthy_after: Duration::from_secs(a.healthy_after),
         max_failures: a.max_failures,
         args: a.args.clone(),
+        hooks: a.hook.clone(),
     })?;
     if let (Some(_), Some(server), Some(app), Some(channel)) =
         (&r.reverted_to, &a.server, &a.app, &a.channel)

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use ferry_client::hooks::Hook;
 use ferry_client::{Http, SyncOptions, Timeouts};
 
 use super::common::{human, parse_trust, print_json, runtime};
+use super::publish::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -49,6 +51,14 @@ pub struct SyncArgs {
     /// an id kept in the install directory.
     #[arg(long, value_name = "FILE")]
     pub client_id_file: Option<PathBuf>,
+    /// Run COMMAND at POINT: post-install (tree complete, not live),
+    /// pre-switch (a failure keeps the old version) or post-switch
+    /// (repeatable; e.g. --hook pre-switch='systemctl stop myapp').
+    #[arg(long, value_name = "POINT=COMMAND")]
+    pub hook: Vec<Hook>,
+    /// Seconds a hook may run before it is killed (and counts as failed).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub hook_timeout: u64,
     /// The clock, in unix seconds (tests).
     #[arg(long, hide = true)]
     pub now: Option<u64>,
@@ -100,6 +110,8 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     o.group = a.group.clone();
     o.client_id_file = a.client_id_file.clone();
     o.now = a.now;
+    o.hooks = a.hook.clone();
+    o.hook_timeout = std::time::Duration::from_secs(a.hook_timeout);
     if let Some(g) = &a.group {
         ferry_protocol::names::validate_channel(g)
             .map_err(|e| anyhow::anyhow!("--group {g:?}: {e}"))?;

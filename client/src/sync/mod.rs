@@ -5,17 +5,18 @@
 mod build;
 mod fetch;
 mod index;
+mod record;
 mod repair;
+use record::{accept_record, get_manifest};
 mod rollback;
 mod stage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ferry_protocol::rollout::{decide, ClientView, Target};
-use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
-use ferry_protocol::{unix_now, ChannelRecord, Entry, Envelope, Manifest, ManifestId, PublicKey};
+use ferry_protocol::rollout::{decide, ClientView};
+use ferry_protocol::{unix_now, Entry, ManifestId, PublicKey};
 use serde::Serialize;
 
 pub use build::{FileJob, LocalStats, Staging};
@@ -25,9 +26,10 @@ pub use rollback::{rollback, RollbackReport};
 pub use stage::{client_id, switch_due};
 
 use crate::error::ClientError;
+use crate::hooks::{run_hooks, Hook, HookEnv, HookPoint};
 use crate::http::Http;
 use crate::install::{
-    recover, switch_to, InstallLock, InstallState, Installed, Layout, Seen, Staged, SwitchSource,
+    recover, switch_to, InstallLock, InstallState, Installed, Layout, Staged, SwitchSource,
 };
 use crate::progress;
 use crate::verify::{check_tree, load_manifest};
@@ -51,6 +53,9 @@ pub struct SyncOptions {
     pub client_id_file: Option<PathBuf>,
     /// The clock (unix seconds); `None` reads the system clock.
     pub now: Option<u64>,
+    /// Commands run around the switch.
+    pub hooks: Vec<Hook>,
+    pub hook_timeout: Duration,
 }
 
 impl SyncOptions {
@@ -67,6 +72,8 @@ impl SyncOptions {
             group: None,
             client_id_file: None,
             now: None,
+            hooks: Vec::new(),
+            hook_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -149,10 +156,9 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
             // Out of reach: a staged version whose time has come still
             // switches, without the server.
             let l = layout.clone();
-            let trusted = o.trusted.clone();
-            let keep = o.keep;
+            let o2 = o.clone();
             let (switched, st) = tokio::task::spawn_blocking(move || {
-                let r = stage::switch_due(&l, &mut state, &trusted, now, keep);
+                let r = stage::switch_due(&l, &mut state, &o2, now);
                 (r, state)
             })
             .await?;
@@ -257,12 +263,11 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         let check = tokio::task::spawn_blocking(move || check_tree(&dir, &m)).await?;
         if check.is_clean() {
             let l = layout.clone();
-            let keep = o.keep;
+            let o2 = o.clone();
             let t = target.clone();
-            let v = offer.version.clone();
             tokio::task::spawn_blocking(move || {
                 state.staged = None;
-                switch_to(&l, &mut state, t, SwitchSource::Kept(v), keep)
+                switch_with_hooks(&l, &mut state, t, kept_dir, &o2)
             })
             .await??;
             report.chunks_reused = manifest.chunk_refs() as u64;
@@ -308,7 +313,23 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     report.chunks_reused = built.chunks_reused;
     report.bytes_reused = built.bytes_reused;
 
-    // 6. Stage for later, or switch now.
+    // 6. Post-install hooks on the complete tree, then stage for later or
+    // switch now.
+    if !o.hooks.is_empty() {
+        let (hooks, timeout) = (o.hooks.clone(), o.hook_timeout);
+        let (root, dir, version) = (layout.root.clone(), staging.clone(), offer.version.clone());
+        let previous = report.previous_version.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = HookEnv {
+                install: &root,
+                version: &version,
+                previous: previous.as_deref(),
+                tree: &dir,
+            };
+            run_hooks(&hooks, HookPoint::PostInstall, &env, timeout)
+        })
+        .await??;
+    }
     if staging_only {
         state.staged = Some(Staged {
             version: offer.version.clone(),
@@ -321,10 +342,10 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         return Ok(finish_report(report, http, start));
     }
     let l = layout.clone();
-    let keep = o.keep;
+    let o2 = o.clone();
     tokio::task::spawn_blocking(move || {
         state.staged = None;
-        switch_to(&l, &mut state, target, SwitchSource::Staging(staging), keep)
+        switch_with_hooks(&l, &mut state, target, staging, &o2)
     })
     .await??;
     report.updated = true;
@@ -332,145 +353,53 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     Ok(finish_report(report, http, start))
 }
 
+/// The atomic switch to the tree at `source` (staging or a kept version),
+/// with the pre-switch hooks before (a failure leaves the old version live)
+/// and the post-switch hooks after (a failure is only logged). Blocking.
+pub(crate) fn switch_with_hooks(
+    layout: &Layout,
+    state: &mut InstallState,
+    target: Installed,
+    source: PathBuf,
+    o: &SyncOptions,
+) -> Result<(), ClientError> {
+    let previous = state.current.as_ref().map(|c| c.version.clone());
+    let version = target.version.clone();
+    let env = |tree| HookEnv {
+        install: &layout.root,
+        version: &version,
+        previous: previous.as_deref(),
+        tree,
+    };
+    run_hooks(
+        &o.hooks,
+        HookPoint::PreSwitch,
+        &env(&source),
+        o.hook_timeout,
+    )?;
+    let from = if source.starts_with(layout.staging_root()) {
+        SwitchSource::Staging(source.clone())
+    } else {
+        SwitchSource::Kept(target.version.clone())
+    };
+    switch_to(layout, state, target, from, o.keep)?;
+    let current = layout.current();
+    if let Err(e) = run_hooks(
+        &o.hooks,
+        HookPoint::PostSwitch,
+        &env(&current),
+        o.hook_timeout,
+    ) {
+        tracing::warn!("{e} (the new version is live)");
+    }
+    Ok(())
+}
+
 fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
     r.bytes_downloaded = http.bytes_down();
     r.requests = http.requests();
     r.elapsed_ms = start.elapsed().as_millis() as u64;
     r
-}
-
-/// Fetches the channel record (conditionally, when one is kept), verifies
-/// it and keeps it. On 304 the kept record is used again: it is re-verified,
-/// and its rollout re-evaluated by the caller, since that depends on time.
-async fn accept_record(
-    http: &Http,
-    layout: &Layout,
-    state: &mut InstallState,
-    o: &SyncOptions,
-    now: u64,
-) -> Result<ChannelRecord, ClientError> {
-    let seen = state.seen.get(&o.channel).cloned();
-    let kept = std::fs::read(layout.record_file(&o.channel)).ok();
-    let etag = match (&seen, &kept) {
-        (Some(s), Some(k)) if blake3::hash(k).to_hex().as_str() == s.record_hash => s.etag.clone(),
-        _ => None,
-    };
-    let fetched = http
-        .get_channel(&o.app, &o.channel, etag.as_deref())
-        .await?;
-    let (bytes, etag) = match fetched {
-        Some(f) => (f.bytes.to_vec(), f.etag),
-        None => match kept {
-            Some(k) => (k, etag),
-            None => {
-                return Err(ClientError::protocol(
-                    "channel record",
-                    "server answered 304 to a request without If-None-Match",
-                ))
-            }
-        },
-    };
-    let record_hash = blake3::hash(&bytes).to_hex().to_string();
-    let env = Envelope::decode(&bytes, usize::MAX)?;
-    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
-    check_record(&record, o, seen.as_ref(), &record_hash, now)?;
-    if seen.as_ref().map(|s| &s.record_hash) != Some(&record_hash) {
-        crate::install::write_atomic(&layout.record_file(&o.channel), &bytes)?;
-    }
-    state.app = Some(o.app.clone());
-    state.channel = Some(o.channel.clone());
-    state.seen.insert(
-        o.channel.clone(),
-        Seen {
-            sequence: record.sequence,
-            record_hash,
-            etag,
-            manifest_id: record.manifest_id.to_hex(),
-        },
-    );
-    Ok(record)
-}
-
-/// The checks a signed record must pass beyond its signature.
-fn check_record(
-    rec: &ChannelRecord,
-    o: &SyncOptions,
-    seen: Option<&Seen>,
-    hash: &str,
-    now: u64,
-) -> Result<(), ClientError> {
-    if rec.app != o.app || rec.channel != o.channel {
-        return Err(ClientError::Mismatch(format!(
-            "server sent the record of {}/{} for {}/{} (mix-and-match)",
-            rec.app, rec.channel, o.app, o.channel
-        )));
-    }
-    if let Some(s) = seen {
-        if rec.sequence < s.sequence {
-            return Err(ClientError::Replay {
-                seen: s.sequence,
-                got: rec.sequence,
-            });
-        }
-        if rec.sequence == s.sequence && s.record_hash != hash {
-            return Err(ClientError::Mismatch(format!(
-                "two different records carry sequence {}; refusing both (publisher key misuse?)",
-                rec.sequence
-            )));
-        }
-    }
-    if rec.is_expired(now) {
-        return Err(ClientError::Expired {
-            expired_at: rec.expires_at.unwrap_or(0),
-            now,
-        });
-    }
-    Ok(())
-}
-
-/// The offered version's manifest: from the local cache if an installed
-/// version has it, else from the server; checked against its id, the keys
-/// and the offer.
-async fn get_manifest(
-    http: &Http,
-    layout: &Layout,
-    app: &str,
-    offer: &Target,
-    trusted: &[PublicKey],
-    base: Option<ManifestId>,
-) -> Result<Manifest, ClientError> {
-    let id = offer.manifest_id;
-    let path = layout.manifest_file(&id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) if ManifestId::of(&Envelope::decode(&b, usize::MAX)?.body) == id => b,
-        _ => {
-            // Offer the installed version's envelope (checked: a damaged
-            // local copy would only make the server's delta undecodable).
-            let base = base.and_then(|b| {
-                let bytes = std::fs::read(layout.manifest_file(&b)).ok()?;
-                let env = Envelope::decode(&bytes, usize::MAX).ok()?;
-                (ManifestId::of(&env.body) == b).then_some((b, bytes))
-            });
-            http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
-                .await?
-                .to_vec()
-        }
-    };
-    let env = Envelope::decode(&bytes, usize::MAX)?;
-    if ManifestId::of(&env.body) != id {
-        return Err(ClientError::Mismatch(format!(
-            "server sent a manifest that does not hash to {id}"
-        )));
-    }
-    let m = Manifest::decode(env.verify(KIND_MANIFEST, trusted)?)?;
-    if m.app != app || m.version != offer.version {
-        return Err(ClientError::Mismatch(format!(
-            "record names {app} {}, but its manifest is {} {} (mix-and-match)",
-            offer.version, m.app, m.version
-        )));
-    }
-    crate::install::write_atomic(&path, &bytes)?;
-    Ok(m)
 }
 
 /// Staging trees of other targets are abandoned work: delete them.
@@ -565,79 +494,4 @@ pub(crate) async fn build_tree(
         chunks_reused: stats.chunks_reused.load(Relaxed),
         bytes_reused: stats.bytes_reused.load(Relaxed),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts() -> SyncOptions {
-        SyncOptions {
-            app: "demo".into(),
-            channel: "stable".into(),
-            install: PathBuf::from("unused"),
-            trusted: vec![],
-            keep: 1,
-            streams: 1,
-            quiet: true,
-            group: None,
-            client_id_file: None,
-            now: None,
-        }
-    }
-
-    fn rec(seq: u64) -> ChannelRecord {
-        ChannelRecord {
-            app: "demo".into(),
-            channel: "stable".into(),
-            sequence: seq,
-            version: "1.0.0".into(),
-            manifest_id: ManifestId::of(b"m"),
-            issued_at: 0,
-            expires_at: None,
-            policy: Default::default(),
-        }
-    }
-
-    fn seen(seq: u64, hash: &str) -> Seen {
-        Seen {
-            sequence: seq,
-            record_hash: hash.into(),
-            etag: None,
-            manifest_id: String::new(),
-        }
-    }
-
-    #[test]
-    fn replay_equivocation_expiry_and_mix_and_match() {
-        let o = opts();
-        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "h", 0).is_ok());
-        assert!(check_record(&rec(6), &o, Some(&seen(5, "h")), "x", 10).is_ok());
-        assert!(matches!(
-            check_record(&rec(4), &o, Some(&seen(5, "h")), "x", 10),
-            Err(ClientError::Replay { seen: 5, got: 4 })
-        ));
-        assert!(check_record(&rec(5), &o, Some(&seen(5, "h")), "other", 10).is_err());
-        let expired = ChannelRecord {
-            expires_at: Some(1),
-            ..rec(7)
-        };
-        assert!(matches!(
-            check_record(&expired, &o, None, "h", 10),
-            Err(ClientError::Expired { .. })
-        ));
-        let other_app = ChannelRecord {
-            app: "other".into(),
-            ..rec(7)
-        };
-        assert!(matches!(
-            check_record(&other_app, &o, None, "h", 10),
-            Err(ClientError::Mismatch(_))
-        ));
-        let other_channel = ChannelRecord {
-            channel: "beta".into(),
-            ..rec(7)
-        };
-        assert!(check_record(&other_channel, &o, None, "h", 10).is_err());
-    }
 }

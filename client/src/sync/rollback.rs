@@ -6,9 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::install::{
-    recover, switch_to, Blocked, InstallLock, InstallState, Layout, SwitchSource,
-};
+use crate::install::{recover, switch_to, InstallLock, InstallState, Layout, SwitchSource};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
@@ -46,20 +44,6 @@ pub fn rollback(install: &Path) -> Result<RollbackReport, ClientError> {
         }
     }
     let previous = state.current.as_ref().map(|c| c.version.clone());
-    // Automatic updates leave the version rolled away from alone until the
-    // publisher issues a newer record.
-    if let Some(p) = &previous {
-        let sequence = state
-            .channel
-            .as_ref()
-            .and_then(|c| state.seen.get(c))
-            .map_or(0, |s| s.sequence);
-        state.blocked = Some(Blocked {
-            version: p.clone(),
-            sequence,
-            reason: "rolled back by hand".into(),
-        });
-    }
     // Keep everything: the version rolled away from becomes the kept one.
     let keep = state.kept.len();
     switch_to(

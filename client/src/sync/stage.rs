@@ -5,10 +5,10 @@ use std::path::Path;
 
 use ferry_protocol::report::validate_client_id;
 use ferry_protocol::rollout::Reason;
-use ferry_protocol::{ManifestId, PublicKey};
+use ferry_protocol::ManifestId;
 
 use crate::error::ClientError;
-use crate::install::{switch_to, write_atomic, InstallState, Installed, Layout, SwitchSource};
+use crate::install::{write_atomic, InstallState, Installed, Layout};
 use crate::verify::{check_tree, load_manifest};
 
 /// Forgets a staged version that is gone or already current.
@@ -38,9 +38,8 @@ pub(super) fn discard(layout: &Layout, state: &mut InstallState) {
 pub fn switch_due(
     layout: &Layout,
     state: &mut InstallState,
-    trusted: &[PublicKey],
+    o: &super::SyncOptions,
     now: u64,
-    keep: usize,
 ) -> Result<Option<String>, ClientError> {
     tidy(layout, state);
     let Some(s) = state.staged.clone() else {
@@ -53,7 +52,7 @@ pub fn switch_due(
         .manifest_id
         .parse()
         .map_err(|e| ClientError::Internal(format!("state: bad staged manifest id: {e}")))?;
-    let manifest = load_manifest(layout, &id, trusted)?;
+    let manifest = load_manifest(layout, &id, &o.trusted)?;
     let dir = layout.staging(&id);
     let check = check_tree(&dir, &manifest);
     if !check.is_clean() {
@@ -66,7 +65,7 @@ pub fn switch_due(
     }
     state.staged = None;
     let target = Installed::new(&s.version, &id);
-    switch_to(layout, state, target, SwitchSource::Staging(dir), keep)?;
+    super::switch_with_hooks(layout, state, target, dir, o)?;
     Ok(Some(s.version))
 }
 
@@ -118,5 +117,8 @@ pub(super) fn describe(r: &Reason) -> String {
         ),
         Reason::Paused => "the rollout is paused".into(),
         Reason::NewerInstalled => "a newer version is installed".into(),
+        Reason::BeforeActivation => {
+            "the new version activates later; installing the current one first".into()
+        }
     }
 }
