@@ -160,6 +160,11 @@ pub async fn run_agent(
                 tracing::info!("stopping: letting the check in progress finish (up to 30 s)");
                 if let Ok(r) = tokio::time::timeout(Duration::from_secs(30), check).await {
                     send_report(&http, opts, &r).await;
+                    let (kind, version, message) = match &r {
+                        Ok(rep) => ok_event(rep),
+                        Err(e) => ("error", None, e.to_string()),
+                    };
+                    on_event(&event(kind, version, message, Duration::ZERO));
                 }
                 return Ok(());
             }

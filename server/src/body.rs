@@ -84,3 +84,41 @@ impl Body for ChannelBody {
         self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }
+
+/// A response body that holds a load-shedding permit until the body is
+/// dropped, so a long streamed fetch counts as a request in progress for
+/// as long as it streams.
+pub struct PermitBody {
+    inner: RespBody,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PermitBody {
+    pub fn wrap(inner: RespBody, permit: tokio::sync::OwnedSemaphorePermit) -> RespBody {
+        PermitBody {
+            inner,
+            _permit: permit,
+        }
+        .boxed()
+    }
+}
+
+impl Body for PermitBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::body::{full, RespBody};
+use crate::body::{full, PermitBody, RespBody};
 use crate::error::ApiError;
 use crate::serve::{peer_str, ServerState};
 use crate::{api, fetch, manifest, publish, status, upload};
@@ -33,8 +33,12 @@ pub async fn route(
         }
     };
     let result = dispatch(st, req).await;
-    drop(permit);
     let resp = result.unwrap_or_else(error_response);
+    // The permit lives as long as the response body streams.
+    let resp = match permit {
+        Some(p) => resp.map(|b| PermitBody::wrap(b, p)),
+        None => resp,
+    };
     tracing::info!(
         peer = %peer_str(&peer),
         "{method} {path} -> {} ({} ms)",
