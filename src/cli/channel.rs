@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use ferry_client::{Http, PromoteOptions, PromoteReport, RolloutOptions, Timeouts};
 
-use super::common::{load_secret_key, parse_trust, print_json, runtime};
+use super::common::{load_secret_key, parse_trust_optional, print_json, runtime};
 use super::publish::{parse_duration, PublishTarget};
 use super::time::{format_time, parse_time};
 
@@ -189,11 +189,7 @@ pub fn pause(a: PauseArgs, paused: bool) -> Result<ExitCode> {
 }
 
 pub fn history(a: HistoryArgs) -> Result<ExitCode> {
-    let trusted = if a.trust.is_empty() {
-        Vec::new()
-    } else {
-        parse_trust(&a.trust)?
-    };
+    let trusted = parse_trust_optional(&a.trust)?;
     let http = Http::new(&a.server, Timeouts::default())?;
     let h = runtime()?.block_on(ferry_client::history(
         &http,

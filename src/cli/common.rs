@@ -40,6 +40,15 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey> {
 }
 
 /// `--trust` values: a 64-hex-digit key, or a file with one key per line.
+/// Like [`parse_trust`], but no keys at all is fine (commands where
+/// verification is optional).
+pub fn parse_trust_optional(values: &[String]) -> Result<Vec<PublicKey>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    parse_trust(values)
+}
+
 pub fn parse_trust(values: &[String]) -> Result<Vec<PublicKey>> {
     let mut out = Vec::new();
     for v in values {

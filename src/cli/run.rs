@@ -13,7 +13,7 @@ use ferry_client::launch::{mark_healthy, run as launch, RunOptions, RunReport};
 use ferry_client::{Http, SyncOptions, Timeouts};
 use ferry_protocol::report::{Outcome, Report};
 
-use super::common::{parse_trust, runtime};
+use super::common::{parse_trust_optional, runtime};
 use super::publish::parse_duration;
 
 #[derive(Debug, Args)]
@@ -61,11 +61,7 @@ pub struct MarkHealthyArgs {
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
-    let trusted = if a.trust.is_empty() {
-        Vec::new()
-    } else {
-        parse_trust(&a.trust)?
-    };
+    let trusted = parse_trust_optional(&a.trust)?;
     if a.check {
         let mut o = SyncOptions::new(
             a.app.as_deref().unwrap_or_default(),

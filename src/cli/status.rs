@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use ferry_client::{Http, Timeouts};
 
-use super::common::{parse_trust, print_json, runtime};
+use super::common::{parse_trust_optional, print_json, runtime};
 use super::time::format_time;
 
 #[derive(Debug, Args)]
@@ -25,11 +25,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
-    let trusted = if a.trust.is_empty() {
-        Vec::new()
-    } else {
-        parse_trust(&a.trust)?
-    };
+    let trusted = parse_trust_optional(&a.trust)?;
     let http = Http::new(&a.server, Timeouts::default())?;
     let s = runtime()?.block_on(ferry_client::status::status(&http, &a.app, &trusted))?;
     if a.json {

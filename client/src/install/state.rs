@@ -46,6 +46,14 @@ pub struct Seen {
     pub manifest_id: String,
 }
 
+/// 16 random bytes as hex: a new client's persistent id.
+pub fn random_client_id() -> Result<String, ClientError> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id)
+        .map_err(|e| ClientError::Internal(format!("no randomness for a client id: {e}")))?;
+    Ok(id.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A version downloaded and built ahead of its activation time; it sits
 /// complete in `.ferry/staging/<manifest id>` until then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,14 +112,11 @@ pub struct InstallState {
 
 impl InstallState {
     fn fresh() -> Result<Self, ClientError> {
-        let mut id = [0u8; 16];
-        getrandom::getrandom(&mut id)
-            .map_err(|e| ClientError::Internal(format!("no randomness for a client id: {e}")))?;
         Ok(InstallState {
             format: STATE_FORMAT,
             app: None,
             channel: None,
-            client_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            client_id: random_client_id()?,
             seen: BTreeMap::new(),
             current: None,
             kept: Vec::new(),

@@ -8,7 +8,7 @@ use ferry_protocol::rollout::Reason;
 use ferry_protocol::ManifestId;
 
 use crate::error::ClientError;
-use crate::install::{write_atomic, InstallState, Installed, Layout};
+use crate::install::{random_client_id, write_atomic, InstallState, Installed, Layout};
 use crate::verify::{check_tree, load_manifest};
 
 /// Forgets a staged version that is gone or already current.
@@ -92,11 +92,7 @@ pub(super) fn client_id_from_file(path: &Path) -> Result<String, ClientError> {
             Ok(id.to_string())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut raw = [0u8; 16];
-            getrandom::getrandom(&mut raw).map_err(|e| {
-                ClientError::Internal(format!("no randomness for a client id: {e}"))
-            })?;
-            let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let id = random_client_id()?;
             write_atomic(path, format!("{id}\n").as_bytes())?;
             Ok(id)
         }
