@@ -26,7 +26,7 @@ pub(crate) const CF_HISTORY: &str = "channel_history.v1";
 pub(crate) const CF_APP_KEYS: &str = "app_keys.v1";
 pub(crate) const CF_REPORTS: &str = "reports.v1";
 pub(crate) const CF_META: &str = "meta";
-const ALL_CFS: &[&str] = &[
+pub(crate) const ALL_CFS: &[&str] = &[
     CF_CHUNKS,
     CF_CHUNK_INDEX,
     CF_MANIFESTS,
@@ -91,6 +91,15 @@ impl Store {
         };
         store.check_schema(true)?;
         Ok(store)
+    }
+
+    /// Opens an existing store read-write; refuses to create one (for
+    /// `ferry backup`, where a wrong path must not make an empty store).
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.join("CURRENT").exists() {
+            return Err(StoreError::NotFound(path.display().to_string()));
+        }
+        Self::open(path)
     }
 
     /// Opens an existing store without writing anything (for `ferry fsck`).

@@ -29,4 +29,10 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("backup: {0}")]
+    Backup(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("mirror upstream: {0}")]
+    Upstream(String),
 }

@@ -7,16 +7,19 @@
 //! hash was verified, so the store never holds a chunk under a wrong id.
 //! See `docs/storage.md` for the layout and the crash-safety argument.
 
+mod backend;
 mod db;
 mod error;
 mod fsck;
 mod gc;
 mod keys;
+mod ops;
 mod reports;
 mod stored;
 #[cfg(test)]
 mod tests;
 
+pub use backend::{Backend, StoreStats};
 pub use db::{Store, SCHEMA_VERSION};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem};
