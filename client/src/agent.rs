@@ -14,7 +14,7 @@ use ferry_protocol::unix_now;
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::http::{Http, Timeouts};
+use crate::http::{Http, Timeouts, TlsRoots};
 use crate::install::{InstallLock, InstallState, Layout};
 use crate::sync::{client_id, switch_due, sync, SyncOptions, SyncReport};
 use ferry_protocol::report::{Outcome as ReportOutcome, Report};
@@ -110,6 +110,7 @@ pub struct AgentEvent {
 pub async fn run_agent(
     server: &str,
     timeouts: Timeouts,
+    roots: &TlsRoots,
     opts: &SyncOptions,
     schedule: &Schedule,
     shutdown: impl Future<Output = ()>,
@@ -149,7 +150,7 @@ pub async fn run_agent(
                 Err(e) => tracing::warn!("switching the staged version failed: {e}"),
             }
         }
-        let http = Http::new(server, timeouts)?;
+        let http = Http::with_roots(server, timeouts, roots)?;
         let check = sync(&http, opts);
         tokio::pin!(check);
         let result = tokio::select! {

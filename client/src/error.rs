@@ -10,6 +10,8 @@ pub enum ClientError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot reach {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("{what}: no answer from the server within {secs} s")]
     Timeout { what: String, secs: u64 },
     #[error("{what}: server answered {status}: {message}")]
@@ -96,7 +98,7 @@ impl ClientError {
     /// A short class for reports (`network`, `signature`, ...).
     pub fn class(&self) -> &'static str {
         match self {
-            ClientError::InvalidUrl { .. } | ClientError::Usage(_) => "usage",
+            ClientError::InvalidUrl { .. } | ClientError::Usage(_) | ClientError::Tls(_) => "usage",
             ClientError::Connect { .. } | ClientError::Timeout { .. } => "network",
             ClientError::Server { .. } => "server",
             ClientError::TooLarge { .. }

@@ -1,7 +1,12 @@
 //! A small HTTP client over hyper-util: one base URL, pooled connections,
 //! timeouts on connect, headers and every body read, and counters of the
 //! body bytes moved (what `--json` reports as `bytes_downloaded`).
+//!
+//! `https://` URLs go through rustls (ring provider), HTTP/2 when the server
+//! offers it by ALPN. The server's certificate must chain to the system's
+//! roots or to the CAs of `--ca FILE` ([`TlsRoots`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -41,10 +47,88 @@ impl Default for Timeouts {
     }
 }
 
+/// Which certificate authorities an `https://` server must chain to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The operating system's store (`/etc/ssl/certs` on Debian; honours
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    #[default]
+    System,
+    /// Only the CA certificates in this PEM file (a private CA).
+    CaFile(PathBuf),
+}
+
+impl TlsRoots {
+    /// `--ca FILE` given or not.
+    pub fn from_option(ca: Option<&Path>) -> TlsRoots {
+        ca.map_or(TlsRoots::System, |p| TlsRoots::CaFile(p.to_path_buf()))
+    }
+
+    /// The rustls client configuration for these roots.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match self {
+            TlsRoots::System => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or("none found".to_string(), |e| e.to_string());
+                    return Err(ClientError::Tls(format!(
+                        "no usable CA certificates in the system store ({why}); \
+                         install ca-certificates or pass --ca FILE"
+                    )));
+                }
+            }
+            TlsRoots::CaFile(path) => {
+                let certs = read_pem_certs(path)?;
+                let (added, ignored) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(ClientError::Tls(format!(
+                        "--ca {}: no usable CA certificate in it ({ignored} rejected)",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(config)
+    }
+}
+
+/// Most bytes read from a `--ca` file (a bundle of a few hundred CAs fits).
+const MAX_CA_FILE: u64 = 4 << 20;
+
+fn read_pem_certs(
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ClientError> {
+    use rustls_pki_types::pem::PemObject;
+    let what = |e: String| ClientError::Tls(format!("--ca {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| what(e.to_string()))?;
+    if meta.len() > MAX_CA_FILE {
+        return Err(what(format!("larger than {MAX_CA_FILE} bytes")));
+    }
+    let data = std::fs::read(path).map_err(|e| what(e.to_string()))?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&data)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| what(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(what("no PEM certificate (BEGIN CERTIFICATE) in it".into()));
+    }
+    Ok(certs)
+}
+
 /// A client bound to one server.
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     pub counters: Arc<Counters>,
     timeouts: Timeouts,
@@ -54,9 +138,18 @@ pub struct Http {
 const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 
 impl Http {
-    /// `base` is the server URL, e.g. `http://deploy.example:8080` (a path
-    /// prefix is kept). Only `http` is supported by this build.
+    /// `base` is the server URL, e.g. `https://deploy.example:8470` (a path
+    /// prefix is kept); `https` servers must chain to the system's roots.
     pub fn new(base: &str, timeouts: Timeouts) -> Result<Http, ClientError> {
+        Self::with_roots(base, timeouts, &TlsRoots::System)
+    }
+
+    /// Like [`Http::new`], with the CAs an `https` server must chain to.
+    pub fn with_roots(
+        base: &str,
+        timeouts: Timeouts,
+        roots: &TlsRoots,
+    ) -> Result<Http, ClientError> {
         let bad = |reason: &str| ClientError::InvalidUrl {
             url: base.to_string(),
             reason: reason.to_string(),
@@ -64,16 +157,11 @@ impl Http {
         let uri: Uri = base
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https is not supported by this build; use http:// on a trusted network \
-                     or behind a TLS-terminating proxy (everything clients run is signed anyway)",
-                ))
-            }
-            _ => return Err(bad("expected http://HOST[:PORT]")),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("expected http://HOST[:PORT] or https://HOST[:PORT]")),
+        };
         if uri.authority().is_none() {
             return Err(bad("no host"));
         }
@@ -83,6 +171,26 @@ impl Http {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(timeouts.connect)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // Roots are loaded only for https (reading the system store costs a
+        // few ms); a plain-http client gets a config that is never used.
+        let tls = if https {
+            roots.client_config()?
+        } else {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        };
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -154,7 +262,7 @@ impl Http {
             }),
             Ok(Err(e)) => Err(ClientError::Connect {
                 url,
-                reason: error_chain(&e),
+                reason: with_tls_hint(error_chain(&e)),
             }),
             Ok(Ok(r)) => Ok(r),
         }
@@ -260,6 +368,18 @@ pub fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         }
     }
     m
+}
+
+/// A certificate the client refused gets a hint on what to do about it.
+fn with_tls_hint(reason: String) -> String {
+    if reason.contains("invalid peer certificate") {
+        format!(
+            "{reason} (the server's TLS certificate is not trusted: it must chain to the \
+             system's CAs or to the CA given with --ca FILE, and name the host in the URL)"
+        )
+    } else {
+        reason
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -22,7 +22,7 @@ pub mod verify;
 
 pub use error::ClientError;
 pub use history::{history, HistoryEntry};
-pub use http::{Http, Timeouts};
+pub use http::{Http, Timeouts, TlsRoots};
 pub use promote::{promote, set_paused, PromoteOptions, PromoteReport, RolloutOptions};
 pub use push::{push, PushOptions, PushReport};
 pub use sync::{
