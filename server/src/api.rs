@@ -6,7 +6,7 @@ use ferry_protocol::frame::{encode_end, encode_frame_header, encode_header};
 use ferry_protocol::messages::{History, MAX_HISTORY_RECORDS};
 use ferry_protocol::names::{validate_app, validate_channel, validate_version};
 use ferry_protocol::ChunkId;
-use ferry_store::Store;
+use ferry_store::Backend;
 use http::{header, HeaderMap, Response, StatusCode};
 
 use crate::body::{empty, full, RespBody};
@@ -21,10 +21,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub async fn blocking<T, F>(st: &Arc<ServerState>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Backend) -> Result<T, ApiError> + Send + 'static,
 {
     let store = st.store.clone();
-    tokio::task::spawn_blocking(move || f(&store)).await?
+    tokio::task::spawn_blocking(move || f(store.as_ref())).await?
 }
 
 pub fn health() -> Response<RespBody> {
@@ -49,7 +49,7 @@ pub fn etag_of(bytes: &[u8]) -> String {
     format!("\"{}\"", &blake3::hash(bytes).to_hex()[..32])
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+pub fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -77,9 +77,15 @@ pub async fn get_channel(
         )));
     };
     let etag = etag_of(&rec);
+    // A short max-age lets an HTTP cache answer a fleet's checks; a new
+    // record reaches clients within that time. 0: caches revalidate always.
+    let cache = match st.config.record_max_age {
+        0 => "public, no-cache".to_string(),
+        n => format!("public, max-age={n}"),
+    };
     let b = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, "no-cache");
+        .header(header::CACHE_CONTROL, cache);
     if etag_matches(headers, &etag) {
         return build(b.status(StatusCode::NOT_MODIFIED), empty());
     }
@@ -106,7 +112,14 @@ pub async fn get_version(
     .await?;
     let (id, m) =
         found.ok_or_else(|| ApiError::not_found(format!("app {app} has no version {version}")))?;
-    build(ok(CBOR).header("x-ferry-manifest-id", id.to_hex()), full(m))
+    // A version never changes contents once published: cacheable forever.
+    build(
+        ok(CBOR)
+            .header("x-ferry-manifest-id", id.to_hex())
+            .header(header::CACHE_CONTROL, IMMUTABLE)
+            .header(header::ETAG, format!("\"{id}\"")),
+        full(m),
+    )
 }
 
 /// Versions of an app, one `version manifest-id` line each (for operators).
@@ -175,17 +188,32 @@ pub async fn get_history(
 
 /// One chunk as a one-frame chunk stream; immutable, so any HTTP cache or
 /// CDN can keep it.
-pub async fn get_chunk(st: Arc<ServerState>, id: &str) -> Result<Response<RespBody>, ApiError> {
+pub async fn get_chunk(
+    st: Arc<ServerState>,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response<RespBody>, ApiError> {
     let id: ChunkId = id
         .parse()
         .map_err(|e| ApiError::bad_request(format!("chunk id: {e}")))?;
+    let etag = format!("\"{id}\"");
+    // Content-addressed: a cache revalidating its copy needs no read.
+    if etag_matches(headers, &etag) {
+        return build(
+            Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .header(header::CACHE_CONTROL, IMMUTABLE)
+                .header(header::ETAG, etag),
+            empty(),
+        );
+    }
     let v = blocking(&st, move |s| Ok(s.get_chunk(&id)?)).await?;
     let v = v.ok_or_else(|| ApiError::not_found(format!("no chunk {id}")))?;
     let out = frame_from_stored(&id, &v, true)?;
     build(
         ok(CHUNKS)
             .header(header::CACHE_CONTROL, IMMUTABLE)
-            .header(header::ETAG, format!("\"{id}\"")),
+            .header(header::ETAG, etag),
         full(out),
     )
 }

@@ -85,25 +85,40 @@ impl Body for ChannelBody {
     }
 }
 
-/// A response body that holds a load-shedding permit until the body is
-/// dropped, so a long streamed fetch counts as a request in progress for
-/// as long as it streams.
-pub struct PermitBody {
+/// A response body that holds a load-shedding permit until it is dropped
+/// (so a long streamed fetch counts as a request in progress for as long
+/// as it streams), counts the bytes it sends, and records the request's
+/// duration and size in the metrics when done.
+pub struct TrackedBody {
     inner: RespBody,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    route: &'static str,
+    start: std::time::Instant,
+    sent: u64,
 }
 
-impl PermitBody {
-    pub fn wrap(inner: RespBody, permit: tokio::sync::OwnedSemaphorePermit) -> RespBody {
-        PermitBody {
+impl TrackedBody {
+    pub fn wrap(
+        inner: RespBody,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        route: &'static str,
+        start: std::time::Instant,
+    ) -> RespBody {
+        TrackedBody {
             inner,
             _permit: permit,
+            metrics,
+            route,
+            start,
+            sent: 0,
         }
         .boxed()
     }
 }
 
-impl Body for PermitBody {
+impl Body for TrackedBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -111,7 +126,13 @@ impl Body for PermitBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                self.sent += d.len() as u64;
+            }
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -120,5 +141,12 @@ impl Body for PermitBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.metrics
+            .response_done(self.route, self.start.elapsed().as_secs_f64(), self.sent);
     }
 }

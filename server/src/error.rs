@@ -42,6 +42,11 @@ impl From<StoreError> for ApiError {
             StoreError::MissingChunks { .. } | StoreError::UnknownManifest(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            StoreError::Unsupported(_) => StatusCode::FORBIDDEN,
+            StoreError::Upstream(_) => {
+                tracing::warn!("{e}");
+                StatusCode::BAD_GATEWAY
+            }
             _ => return ApiError::internal(e),
         };
         ApiError::new(status, e.to_string())

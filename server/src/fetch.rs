@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ferry_protocol::frame::{encode_end, encode_header, encode_missing};
 use ferry_protocol::messages::{FetchRequest, IdList, MAX_ID_LIST_BODY};
 use ferry_protocol::ChunkId;
-use ferry_store::Store;
+use ferry_store::Backend;
 use http::{header, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,9 +33,10 @@ pub async fn fetch(
     require_content_type(req.headers(), CBOR)?;
     let body = read_limited(req.into_body(), MAX_ID_LIST_BODY, "fetch request").await?;
     let fr = FetchRequest::decode(&body)?;
+    st.metrics.fetch_batch(fr.ids.len());
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let store = st.store.clone();
-    tokio::task::spawn_blocking(move || produce(&store, &fr.ids, &tx));
+    tokio::task::spawn_blocking(move || produce(store.as_ref(), &fr.ids, &tx));
     Response::builder()
         .header(header::CONTENT_TYPE, CHUNKS)
         .body(ChannelBody::new(rx).boxed())
@@ -45,7 +46,7 @@ pub async fn fetch(
 /// Reads chunks in order and sends them as frames. Stops early when the
 /// client goes away (the send fails); a store error aborts the stream, which
 /// the client sees as a truncated stream and retries.
-fn produce(store: &Store, ids: &[ChunkId], tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) {
+fn produce(store: &dyn Backend, ids: &[ChunkId], tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) {
     let mut buf = Vec::with_capacity(SEND_CHUNK + 64 * 1024);
     encode_header(&mut buf);
     for group in ids.chunks(READ_GROUP) {

@@ -9,7 +9,7 @@ use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
 use ferry_protocol::messages::PublishResponse;
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
-use ferry_store::Store;
+use ferry_store::Backend;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -30,7 +30,7 @@ fn forbidden(m: impl Into<String>) -> ApiError {
 /// else (first publish) the envelope's first signer, which gets pinned.
 fn accepted_keys(
     st: &ServerState,
-    store: &Store,
+    store: &dyn Backend,
     app: &str,
     env: &Envelope,
     kind: &'static str,

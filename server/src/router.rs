@@ -7,10 +7,10 @@ use std::time::Instant;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::body::{full, PermitBody, RespBody};
+use crate::body::{full, RespBody, TrackedBody};
 use crate::error::ApiError;
 use crate::serve::{peer_str, ServerState};
-use crate::{api, fetch, manifest, publish, status, upload};
+use crate::{api, fetch, manifest, ops, publish, status, ui, upload};
 
 pub async fn route(
     st: Arc<ServerState>,
@@ -20,32 +20,73 @@ pub async fn route(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let permit = if path == "/v1/health" {
+    let name = route_name(&method, &path);
+    st.metrics
+        .request_body(name, hyper::body::Body::size_hint(req.body()).lower());
+    // Probes and scrapes are never shed: an overloaded server must still
+    // say so.
+    let permit = if is_probe(&path) {
         None
     } else {
         match st.requests.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                st.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                st.metrics.shed();
+                st.metrics.request(name, 503);
                 tracing::debug!(peer = %peer_str(&peer), "{method} {path} -> 503 (busy)");
                 return busy(st.config.retry_after_secs);
             }
         }
     };
-    let result = dispatch(st, req).await;
+    let result = dispatch(st.clone(), req).await;
     let resp = result.unwrap_or_else(error_response);
-    // The permit lives as long as the response body streams.
-    let resp = match permit {
-        Some(p) => resp.map(|b| PermitBody::wrap(b, p)),
-        None => resp,
-    };
+    let status = resp.status().as_u16();
+    st.metrics.request(name, status);
+    // The permit lives, and the clock runs, as long as the body streams.
+    let resp = resp.map(|b| TrackedBody::wrap(b, permit, st.metrics.clone(), name, start));
     tracing::info!(
         peer = %peer_str(&peer),
-        "{method} {path} -> {} ({} ms)",
-        resp.status().as_u16(),
-        start.elapsed().as_millis()
+        method = %method,
+        path = %path,
+        status,
+        ms = start.elapsed().as_millis() as u64,
+        "{method} {path} -> {status}"
     );
     resp
+}
+
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/v1/health" | "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The route template of a request, for metrics labels: a fixed set, so
+/// no client can add label values.
+pub fn route_name(m: &Method, path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let get = *m == Method::GET || *m == Method::HEAD;
+    match (segs.as_slice(), get, *m == Method::POST, *m == Method::PUT) {
+        (["v1", "health"], true, _, _) => "GET /v1/health",
+        (["healthz"], true, _, _) => "GET /healthz",
+        (["readyz"], true, _, _) => "GET /readyz",
+        (["metrics"], true, _, _) => "GET /metrics",
+        (["ui"] | [], true, _, _) => "GET /ui",
+        (["v1", "apps", _, "channels", _], true, _, _) => "GET /v1/apps/{app}/channels/{channel}",
+        (["v1", "apps", _, "channels", _], _, _, true) => "PUT /v1/apps/{app}/channels/{channel}",
+        (["v1", "apps", _, "channels", _, "history"], true, _, _) => {
+            "GET /v1/apps/{app}/channels/{channel}/history"
+        }
+        (["v1", "apps", _, "versions", _], true, _, _) => "GET /v1/apps/{app}/versions/{version}",
+        (["v1", "apps", _, "versions"], true, _, _) => "GET /v1/apps/{app}/versions",
+        (["v1", "apps", _, "reports"], _, true, _) => "POST /v1/apps/{app}/reports",
+        (["v1", "apps", _, "status"], true, _, _) => "GET /v1/apps/{app}/status",
+        (["v1", "manifests", _], true, _, _) => "GET /v1/manifests/{id}",
+        (["v1", "manifests"], _, _, true) => "PUT /v1/manifests",
+        (["v1", "chunks", _], true, _, _) => "GET /v1/chunks/{id}",
+        (["v1", "chunks", "fetch"], _, true, _) => "POST /v1/chunks/fetch",
+        (["v1", "chunks", "missing"], _, true, _) => "POST /v1/chunks/missing",
+        (["v1", "chunks"], _, true, _) => "POST /v1/chunks",
+        _ => "other",
+    }
 }
 
 async fn dispatch(
@@ -57,6 +98,10 @@ async fn dispatch(
     let m = req.method().clone();
     match (m.clone(), segs.as_slice()) {
         (Method::GET, ["v1", "health"]) => Ok(api::health()),
+        (Method::GET, ["healthz"]) => Ok(api::health()),
+        (Method::GET, ["readyz"]) => ops::readyz(st).await,
+        (Method::GET, ["metrics"]) => ops::metrics(st).await,
+        (Method::GET, ["ui"] | []) => ui::page(st).await,
         (Method::GET | Method::HEAD, ["v1", "apps", app, "channels", ch]) => {
             api::get_channel(st, app, ch, req.headers()).await
         }
@@ -80,11 +125,11 @@ async fn dispatch(
             manifest::get_manifest(st, id, req.uri().query(), req.headers()).await
         }
         (Method::PUT, ["v1", "manifests"]) => publish::put_manifest(st, req).await,
-        (Method::GET, ["v1", "chunks", id]) => api::get_chunk(st, id).await,
+        (Method::GET, ["v1", "chunks", id]) => api::get_chunk(st, id, req.headers()).await,
         (Method::POST, ["v1", "chunks", "fetch"]) => fetch::fetch(st, req).await,
         (Method::POST, ["v1", "chunks", "missing"]) => fetch::missing(st, req).await,
         (Method::POST, ["v1", "chunks"]) => upload::upload(st, req).await,
-        (_, ["v1", ..]) if known_path(&segs) => Err(ApiError::new(
+        (_, _) if known_path(&segs) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{m} is not allowed on {path}"),
         )),
@@ -96,6 +141,7 @@ fn known_path(segs: &[&str]) -> bool {
     matches!(
         segs,
         ["v1", "health"]
+            | ["healthz" | "readyz" | "metrics" | "ui"]
             | ["v1", "apps", _, "channels", _]
             | ["v1", "apps", _, "channels", _, "history"]
             | ["v1", "apps", _, "versions", ..]

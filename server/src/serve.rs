@@ -1,4 +1,4 @@
-//! Accept loop, connection limits, graceful shutdown.
+//! Accept loop, connection limits, TLS handshakes, graceful shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,15 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::PublicKey;
-use ferry_store::Store;
+use ferry_store::Backend;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
+use crate::metered::Metered;
+use crate::metrics::Metrics;
 use crate::router::route;
+
+/// Time a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -34,6 +40,15 @@ pub struct ServerConfig {
     pub max_requests: usize,
     /// Seconds sent in `Retry-After` when shedding load.
     pub retry_after_secs: u64,
+    /// `max-age` of channel records for HTTP caches (seconds; 0: caches
+    /// must revalidate every time).
+    pub record_max_age: u32,
+    /// TLS certificate and key (from [`crate::tls::server_config`]); `None`
+    /// serves plain HTTP/1.1 and h2c.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The upstream URL when this server is a pull-through mirror (shown on
+    /// the status page).
+    pub mirror_of: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -45,39 +60,76 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_requests: 512,
             retry_after_secs: 5,
+            record_max_age: 10,
+            tls: None,
+            mirror_of: None,
         }
     }
 }
 
 /// What every request handler sees.
 pub struct ServerState {
-    pub store: Arc<Store>,
+    /// The store, behind the metrics wrapper (and the mirror, if any).
+    pub store: Arc<dyn Backend>,
     pub config: ServerConfig,
     /// Recently compressed manifests, by (manifest, base): a broadcast
     /// deployment asks for the same one thousands of times.
     pub(crate) manifest_cache: crate::manifest::Cache,
     /// One permit per request in progress (load shedding).
     pub(crate) requests: Arc<Semaphore>,
-    /// Requests refused with 503 since start.
-    pub shed: std::sync::atomic::AtomicU64,
+    /// Prometheus metrics of this process.
+    pub metrics: Arc<Metrics>,
+    /// When the server started (status page).
+    pub started: std::time::SystemTime,
 }
 
 impl ServerState {
-    pub fn new(store: Arc<Store>, config: ServerConfig) -> ServerState {
+    pub fn new(store: Arc<dyn Backend>, config: ServerConfig) -> ServerState {
+        Self::with_metrics(store, config, Arc::new(Metrics::new()))
+    }
+
+    /// With metrics shared with the store's layers (a mirror counts its
+    /// fills in them).
+    pub fn with_metrics(
+        store: Arc<dyn Backend>,
+        config: ServerConfig,
+        metrics: Arc<Metrics>,
+    ) -> ServerState {
         let requests = Arc::new(Semaphore::new(config.max_requests.max(1)));
+        let store: Arc<dyn Backend> = Arc::new(Metered {
+            inner: store,
+            metrics: metrics.clone(),
+        });
         ServerState {
             store,
             config,
             manifest_cache: Default::default(),
             requests,
-            shed: Default::default(),
+            metrics,
+            started: std::time::SystemTime::now(),
         }
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until
-/// `shutdown` completes, then lets open requests finish (up to the grace
-/// period).
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(m: &Arc<Metrics>) -> OpenConnection {
+        m.connection_opened();
+        OpenConnection(m.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN `h2` with TLS) on
+/// `listener` until `shutdown` completes, then lets open requests finish (up
+/// to the grace period).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ServerState>,
@@ -85,6 +137,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let tls = state.config.tls.clone().map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -94,6 +147,7 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(64);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -121,15 +175,47 @@ pub async fn serve(
             let st = st.clone();
             async move { Ok::<_, std::convert::Infallible>(route(st, req, peer).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let open = OpenConnection::new(&state.metrics);
+        let Some(tls) = tls.clone() else {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                drop((permit, open));
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, so a slow client
+        // cannot hold up the accept loop.
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let metrics = state.metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    metrics.tls_failure();
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_failure();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
-            drop(permit);
+            drop((permit, open));
         });
     }
     drop(listener);

@@ -26,7 +26,29 @@ pub async fn post_report(
     let body = read_limited(req.into_body(), MAX_REPORT_BYTES, "report").await?;
     let report = Report::decode(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let app = app.to_string();
-    blocking(&st, move |s| Ok(s.put_report(&app, &report, unix_now())?)).await?;
+    let outcome = report.outcome.as_str();
+    let version = report.version.clone();
+    let a = app.clone();
+    // Versions the store does not know are counted as "unknown", so a
+    // client cannot add label values to the metrics.
+    let known = blocking(&st, move |s| {
+        s.put_report(&a, &report, unix_now())?;
+        Ok(match &version {
+            // The local list, not get_version: on a mirror that would ask
+            // the upstream about whatever version a client names.
+            Some(v) if s.list_versions(&a)?.iter().any(|(x, _)| x == v) => Some(v.clone()),
+            Some(_) => None,
+            None => Some("-".to_string()),
+        })
+    })
+    .await?;
+    let app_label = if known.is_some() {
+        app.as_str()
+    } else {
+        "unknown"
+    };
+    st.metrics
+        .report(app_label, known.as_deref().unwrap_or("unknown"), outcome);
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(empty())
