@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_client::agent::{run_agent, AgentEvent, Schedule};
 use ferry_client::hooks::Hook;
-use ferry_client::{SyncOptions, Timeouts};
+use ferry_client::{SyncOptions, Timeouts, TlsRoots};
 use serde::Deserialize;
 
 use super::common::{parse_trust, runtime, shutdown_signal};
@@ -71,6 +71,10 @@ pub struct AgentArgs {
     /// Print one JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional, unknown keys an error naming them.
@@ -93,6 +97,7 @@ struct AgentFile {
     timeout: Option<u64>,
     hook: Option<Vec<String>>,
     hook_timeout: Option<String>,
+    ca: Option<PathBuf>,
 }
 
 fn parse_splay(s: &str) -> Result<u64, String> {
@@ -113,7 +118,7 @@ fn load_file(path: &Path) -> Result<AgentFile> {
     let mut f: AgentFile =
         toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    for p in [&mut f.install, &mut f.client_id_file]
+    for p in [&mut f.install, &mut f.client_id_file, &mut f.ca]
         .into_iter()
         .flatten()
     {
@@ -147,7 +152,18 @@ fn dur(file_value: &Option<String>, key: &str, allow_zero: bool) -> Result<Optio
 }
 
 /// Flags over file over defaults.
-fn resolve(a: AgentArgs) -> Result<(String, Timeouts, SyncOptions, Schedule, bool)> {
+/// Everything `ferry agent` runs with, after flags, file and defaults.
+#[derive(Debug)]
+struct Resolved {
+    server: String,
+    timeouts: Timeouts,
+    roots: TlsRoots,
+    opts: SyncOptions,
+    schedule: Schedule,
+    json: bool,
+}
+
+fn resolve(a: AgentArgs) -> Result<Resolved> {
     let f = match &a.config {
         Some(p) => load_file(p)?,
         None => AgentFile::default(),
@@ -232,13 +248,29 @@ fn resolve(a: AgentArgs) -> Result<(String, Timeouts, SyncOptions, Schedule, boo
     {
         opts.hook_timeout = Duration::from_secs(t);
     }
-    Ok((server, timeouts, opts, schedule, a.json))
+    let roots = TlsRoots::from_option(a.ca.or(f.ca).as_deref());
+    Ok(Resolved {
+        server,
+        timeouts,
+        roots,
+        opts,
+        schedule,
+        json: a.json,
+    })
 }
 
 pub fn run(a: AgentArgs) -> Result<ExitCode> {
-    let (server, timeouts, opts, schedule, json) = resolve(a)?;
-    // Fail fast on a URL that can never work, before the first sleep.
-    ferry_client::Http::new(&server, timeouts)?;
+    let Resolved {
+        server,
+        timeouts,
+        roots,
+        opts,
+        schedule,
+        json,
+    } = resolve(a)?;
+    // Fail fast on a URL or CA file that can never work, before the first
+    // sleep.
+    ferry_client::Http::with_roots(&server, timeouts, &roots)?;
     eprintln!(
         "ferry agent: {} {} -> {} every {:?} (±{:.0}%)",
         opts.app,
@@ -262,6 +294,7 @@ pub fn run(a: AgentArgs) -> Result<ExitCode> {
     runtime()?.block_on(run_agent(
         &server,
         timeouts,
+        &roots,
         &opts,
         &schedule,
         shutdown_signal(),
@@ -298,7 +331,12 @@ mod tests {
             channel: Some("beta".into()),
             ..Default::default()
         };
-        let (server, _, o, s, _) = resolve(a).unwrap();
+        let Resolved {
+            server,
+            opts: o,
+            schedule: s,
+            ..
+        } = resolve(a).unwrap();
         assert_eq!(server, "http://a:1");
         assert_eq!(o.channel, "beta");
         assert_eq!(o.install, d.path().join("inst"));

@@ -2,13 +2,14 @@
 //! commands (rollout policy lives in the signed record).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
 use ferry_client::{Http, PromoteOptions, PromoteReport, RolloutOptions, Timeouts};
 
-use super::common::{load_secret_key, parse_trust_optional, print_json, runtime};
+use super::common::{http_client, load_secret_key, parse_trust_optional, print_json, runtime};
 use super::publish::{parse_duration, PublishTarget};
 use super::time::{format_time, parse_time};
 
@@ -92,6 +93,10 @@ pub struct HistoryArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `10`, `10%`, `2.5` -> basis points.
@@ -115,7 +120,10 @@ fn parse_group(s: &str) -> Result<(String, u64), String> {
 }
 
 fn http_for(t: &PublishTarget) -> Result<Http> {
-    Ok(Http::new(&t.server, Timeouts::default())?.with_token(Some(t.token.clone())))
+    Ok(
+        http_client(&t.server, Timeouts::default(), t.ca.as_deref())?
+            .with_token(Some(t.token.clone())),
+    )
 }
 
 pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
@@ -190,7 +198,7 @@ pub fn pause(a: PauseArgs, paused: bool) -> Result<ExitCode> {
 
 pub fn history(a: HistoryArgs) -> Result<ExitCode> {
     let trusted = parse_trust_optional(&a.trust)?;
-    let http = Http::new(&a.server, Timeouts::default())?;
+    let http = http_client(&a.server, Timeouts::default(), a.ca.as_deref())?;
     let h = runtime()?.block_on(ferry_client::history(
         &http,
         &a.app,

@@ -6,6 +6,20 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_protocol::{ChunkerParams, PublicKey, SecretKey};
 
+/// An HTTP client for `server`, trusting `--ca FILE` (if given) instead of
+/// the system's CAs for https.
+pub fn http_client(
+    server: &str,
+    timeouts: ferry_client::Timeouts,
+    ca: Option<&Path>,
+) -> Result<ferry_client::Http> {
+    Ok(ferry_client::Http::with_roots(
+        server,
+        timeouts,
+        &ferry_client::TlsRoots::from_option(ca),
+    )?)
+}
+
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

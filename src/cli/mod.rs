@@ -4,6 +4,7 @@
 //! 3 `verify`/`fsck` found damage.
 
 mod agent;
+mod backup;
 mod channel;
 mod common;
 mod demo;
@@ -70,6 +71,8 @@ pub enum Command {
     Fsck(fsck::FsckArgs),
     /// Remove old versions and unreferenced chunks from a stopped server's store.
     Gc(gc::GcArgs),
+    /// Copy a server's store consistently (works while it serves).
+    Backup(backup::BackupArgs),
     /// Chunk and hash a folder as `push` would, without a server.
     Scan(scan::ScanArgs),
     /// Compare chunk sizes and zstd levels on a version history.
@@ -87,12 +90,32 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if log_format(cli) == serve::LogFormat::Json {
+        fmt.json().with_current_span(false).init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
+/// `serve --log-format`, else the config file's `log-format` (a broken file
+/// is reported by `serve` itself, after logging is up).
+fn log_format(cli: &Cli) -> serve::LogFormat {
+    let Command::Serve(a) = &cli.command else {
+        return serve::LogFormat::Text;
+    };
+    a.log_format
+        .or_else(|| {
+            a.config
+                .as_deref()
+                .and_then(|p| serve::load_file(p).ok())
+                .and_then(|f| f.log_format)
+        })
+        .unwrap_or_default()
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -113,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => sync::verify(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
+        Command::Backup(a) => backup::run(a),
         Command::Scan(a) => scan::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Demo(a) => demo::run(a),
@@ -150,6 +174,17 @@ mod tests {
             "ferry verify --install i --repair --server http://x --trust 00",
             "ferry fsck --data d",
             "ferry gc --data d --keep 2 --dry-run",
+            "ferry backup --data d --out o",
+            "ferry serve --listen 127.0.0.1:1 --push-token t --tls-cert c --tls-key k --data d",
+            "ferry serve --listen 127.0.0.1:1 --mirror-of http://x --data d",
+            "ferry serve --config f.toml",
+            "ferry sync --server https://x --app a --channel c --install i --trust 00 --ca ca.pem",
+            "ferry push dir --server https://x --app a --version 1 --key k --token t --ca ca.pem",
+            "ferry promote --server https://x --app a --channel c --version 1 --key k --token t --ca c",
+            "ferry status --server https://x --app a --ca c",
+            "ferry history --server https://x --app a --channel c --ca c",
+            "ferry agent --config f.toml --ca c",
+            "ferry run --install i --check --server https://x --app a --channel c --trust 00 --ca c",
             "ferry scan dir --json --avg-chunk 65536",
             "ferry tune a b c --avg 8,16 --levels 3 --fixed 0 --json --plot p.svg",
         ] {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ferry_client::{Http, PushOptions, Timeouts};
+use ferry_client::{PushOptions, Timeouts};
 
-use super::common::{human, load_secret_key, print_json, runtime, ChunkArgs};
+use super::common::{http_client, human, load_secret_key, print_json, runtime, ChunkArgs};
 
 /// Where and as whom to publish.
 #[derive(Debug, Args)]
@@ -33,6 +33,10 @@ pub struct PublishTarget {
     /// re-promote before then. Default: never expires.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub expires_in: Option<u64>,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -69,8 +73,12 @@ pub struct PushArgs {
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let key = load_secret_key(&a.target.key)?;
-    let http =
-        Http::new(&a.target.server, Timeouts::default())?.with_token(Some(a.target.token.clone()));
+    let http = http_client(
+        &a.target.server,
+        Timeouts::default(),
+        a.target.ca.as_deref(),
+    )?
+    .with_token(Some(a.target.token.clone()));
     let mut o = PushOptions::new(a.dir.clone(), &a.target.app, &a.version);
     o.params = a.chunking.params()?;
     o.zstd_level = a.zstd_level;

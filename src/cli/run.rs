@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use ferry_client::hooks::Hook;
 use ferry_client::launch::{mark_healthy, run as launch, RunOptions, RunReport};
-use ferry_client::{Http, SyncOptions, Timeouts};
+use ferry_client::{Http, SyncOptions, Timeouts, TlsRoots};
 use ferry_protocol::report::{Outcome, Report};
 
 use super::common::{parse_trust_optional, runtime};
@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// (POINT=COMMAND, repeatable; see `ferry sync --help`).
     #[arg(long, value_name = "POINT=COMMAND")]
     pub hook: Vec<Hook>,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Arguments for the program (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
@@ -73,7 +77,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         o.hooks = a.hook.clone();
         let server = a.server.clone().unwrap_or_default();
         let result = runtime()?.block_on(async {
-            let http = Http::new(&server, Timeouts::default())?;
+            let roots = TlsRoots::from_option(a.ca.as_deref());
+            let http = Http::with_roots(&server, Timeouts::default(), &roots)?;
             ferry_client::sync(&http, &o).await
         });
         match result {
@@ -132,7 +137,8 @@ fn report_revert(server: &str, app: &str, channel: &str, a: &RunArgs, r: &RunRep
     };
     let sent = runtime().map(|rt| {
         rt.block_on(async {
-            let http = Http::new(server, Timeouts::default())?;
+            let roots = TlsRoots::from_option(a.ca.as_deref());
+            let http = Http::with_roots(server, Timeouts::default(), &roots)?;
             http.post_report(app, &report).await
         })
     });

@@ -1,28 +1,50 @@
-//! `ferry serve`: the deployment server.
+//! `ferry serve`: the deployment server, configured by flags and/or a TOML
+//! file (flags win; secrets come from the environment or a file).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ferry_protocol::names::validate_app;
 use ferry_protocol::PublicKey;
-use ferry_server::{serve, ServerConfig, ServerState};
-use ferry_store::Store;
+use ferry_server::metrics::Metrics;
+use ferry_server::mirror::{Mirror, MirrorConfig};
+use ferry_server::{admin, serve, ServerConfig, ServerState};
+use ferry_store::{Backend, Store};
+use serde::Deserialize;
 
 use super::common::{runtime, shutdown_signal};
+use super::publish::parse_duration;
 
-#[derive(Debug, Args)]
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+#[derive(Debug, Args, Default)]
 pub struct ServeArgs {
+    /// TOML file with any of these options (keys as the flags, e.g.
+    /// `max-requests`); flags given here win. The push token is not read
+    /// from it: use FERRY_PUSH_TOKEN or `push-token-file`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Data directory of the RocksDB store (created if missing).
     #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
-    pub listen: SocketAddr,
+    pub data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8470].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Bearer token that push and promote must present; without one the
     /// server is read-only.
     #[arg(
@@ -32,25 +54,172 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub push_token: Option<String>,
+    /// File holding the push token (first line), instead of --push-token.
+    #[arg(long, value_name = "FILE", conflicts_with = "push_token")]
+    pub push_token_file: Option<PathBuf>,
     /// Accept only this publisher key for an app (repeatable). Apps without
     /// one pin the first key that publishes to them.
     #[arg(long, value_name = "APP=PUBKEY")]
     pub app_key: Vec<String>,
-    /// Most connections served at once.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_connections: u32,
+    /// Most connections served at once [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: Option<u32>,
     /// Most requests handled at once; beyond it clients get 503 with
-    /// Retry-After (agents wait and come back).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_requests: u32,
-    /// Seconds to send in Retry-After when busy.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub retry_after: u64,
+    /// Retry-After (agents wait and come back) [default: 512].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_requests: Option<u32>,
+    /// Seconds to send in Retry-After when busy [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_after: Option<u64>,
+    /// PEM certificate chain (leaf first): serve HTTPS, HTTP/2 by ALPN.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds HTTP caches may serve a channel record without asking again
+    /// (0: they revalidate every time) [default: 10].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub record_max_age: Option<u32>,
+    /// Run as a read-only pull-through mirror of this server (a branch
+    /// office cache): missing chunks and manifests are fetched from it,
+    /// verified and kept in --data.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["push_token", "push_token_file"])]
+    pub mirror_of: Option<String>,
+    /// CA file for an https upstream of --mirror-of (default: system CAs).
+    #[arg(long, value_name = "FILE")]
+    pub mirror_ca: Option<PathBuf>,
+    /// How long the mirror serves a channel record before asking the
+    /// upstream again [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub mirror_ttl: Option<u64>,
+    /// Log format on stderr [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
-pub fn run(a: ServeArgs) -> Result<ExitCode> {
+/// The TOML file: every key optional, unknown keys an error naming them.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeFile {
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    /// Refused with a message: secrets do not belong in config files.
+    push_token: Option<toml::Value>,
+    push_token_file: Option<PathBuf>,
+    app_key: Option<Vec<String>>,
+    max_connections: Option<u32>,
+    max_requests: Option<u32>,
+    retry_after: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    record_max_age: Option<u32>,
+    mirror_of: Option<String>,
+    mirror_ca: Option<PathBuf>,
+    mirror_ttl: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Loads the config file; relative paths in it are relative to the file.
+pub fn load_file(path: &Path) -> Result<ServeFile> {
+    let meta = std::fs::metadata(path).with_context(|| format!("config {}", path.display()))?;
+    if meta.len() > 1 << 20 {
+        bail!("config {}: larger than 1 MiB", path.display());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let mut f: ServeFile =
+        toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+    if f.push_token.is_some() {
+        bail!(
+            "config {}: key push-token: secrets do not go in the config file; \
+             set FERRY_PUSH_TOKEN or point push-token-file at a file readable only by the server",
+            path.display()
+        );
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut f.data,
+        &mut f.push_token_file,
+        &mut f.tls_cert,
+        &mut f.tls_key,
+        &mut f.mirror_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(f)
+}
+
+/// Everything `ferry serve` runs with, after flags, file and defaults.
+#[derive(Debug)]
+struct Resolved {
+    data: PathBuf,
+    listen: SocketAddr,
+    config: ServerConfig,
+    mirror: Option<MirrorConfig>,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+fn read_token_file(p: &Path) -> Result<String> {
+    let meta = std::fs::metadata(p).with_context(|| format!("push-token-file {}", p.display()))?;
+    if meta.len() > 4096 {
+        bail!("push-token-file {}: larger than 4 KiB", p.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!("{} is readable by other users; `chmod 600` it", p.display());
+        }
+    }
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read push-token-file {}", p.display()))?;
+    let t = text.lines().next().unwrap_or("").trim().to_string();
+    if t.is_empty() {
+        bail!("push-token-file {}: empty", p.display());
+    }
+    Ok(t)
+}
+
+/// Flags over file over defaults.
+fn resolve(a: ServeArgs) -> Result<Resolved> {
+    let f = match &a.config {
+        Some(p) => load_file(p)?,
+        None => ServeFile::default(),
+    };
+    let data = a.data.or(f.data).ok_or_else(|| {
+        anyhow::anyhow!("--data is required (on the command line or in --config)")
+    })?;
+    let listen = match (a.listen, f.listen) {
+        (Some(l), _) => l,
+        (None, Some(s)) => s
+            .parse()
+            .map_err(|e| anyhow::anyhow!("config key listen: {s:?}: {e}"))?,
+        (None, None) => "127.0.0.1:8470".parse()?,
+    };
+    let token_file = a.push_token_file.or(f.push_token_file);
+    let push_token = match (a.push_token, token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(p)) => Some(read_token_file(&p)?),
+        (None, None) => None,
+    };
+    if let Some(t) = &push_token {
+        if t.len() < 16 {
+            tracing::warn!("the push token is short; use at least 16 random characters");
+        }
+    }
+    let specs = if a.app_key.is_empty() {
+        f.app_key.unwrap_or_default()
+    } else {
+        a.app_key
+    };
     let mut app_keys: HashMap<String, Vec<PublicKey>> = HashMap::new();
-    for spec in &a.app_key {
+    for spec in &specs {
         let Some((app, key)) = spec.split_once('=') else {
             bail!("--app-key {spec:?}: expected APP=PUBKEY");
         };
@@ -58,43 +227,243 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         let key: PublicKey = key.parse().with_context(|| format!("--app-key {spec:?}"))?;
         app_keys.entry(app.to_string()).or_default().push(key);
     }
-    if let Some(t) = &a.push_token {
-        if t.len() < 16 {
-            tracing::warn!("the push token is short; use at least 16 random characters");
-        }
+    let max_connections = a.max_connections.or(f.max_connections).unwrap_or(1024);
+    let max_requests = a.max_requests.or(f.max_requests).unwrap_or(512);
+    let retry_after = a.retry_after.or(f.retry_after).unwrap_or(5);
+    let record_max_age = a.record_max_age.or(f.record_max_age).unwrap_or(10);
+    if !(1..=100_000).contains(&max_connections) {
+        bail!("config key max-connections: {max_connections} is not in 1-100000");
     }
-    let store = Store::open(&a.data)
-        .with_context(|| format!("cannot open the store in {}", a.data.display()))?;
-    let state = Arc::new(ServerState::new(
-        Arc::new(store),
-        ServerConfig {
-            push_token: a.push_token.clone(),
+    if !(1..=1_000_000).contains(&max_requests) {
+        bail!("config key max-requests: {max_requests} is not in 1-1000000");
+    }
+    if !(1..=3600).contains(&retry_after) {
+        bail!("config key retry-after: {retry_after} is not in 1-3600");
+    }
+    if record_max_age > 86_400 {
+        bail!("config key record-max-age: {record_max_age} is above 86400");
+    }
+    let tls = match (a.tls_cert.or(f.tls_cert), a.tls_key.or(f.tls_key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    let mirror_of = a.mirror_of.or(f.mirror_of);
+    let mirror = match mirror_of {
+        None => None,
+        Some(_) if push_token.is_some() => {
+            bail!("a mirror is read-only: --mirror-of cannot be combined with a push token")
+        }
+        Some(upstream) => {
+            let ttl = match a.mirror_ttl {
+                Some(t) => t,
+                None => match &f.mirror_ttl {
+                    Some(s) => parse_duration(s)
+                        .map_err(|e| anyhow::anyhow!("config key mirror-ttl: {e}"))?,
+                    None => 10,
+                },
+            };
+            Some(MirrorConfig {
+                upstream,
+                ca: a.mirror_ca.or(f.mirror_ca),
+                record_ttl: Duration::from_secs(ttl),
+                app_keys: app_keys.clone(),
+            })
+        }
+    };
+    Ok(Resolved {
+        data,
+        listen,
+        config: ServerConfig {
+            push_token,
             app_keys,
-            max_connections: a.max_connections as usize,
-            max_requests: a.max_requests as usize,
-            retry_after_secs: a.retry_after,
+            max_connections: max_connections as usize,
+            max_requests: max_requests as usize,
+            retry_after_secs: retry_after,
+            record_max_age,
+            mirror_of: mirror.as_ref().map(|m| m.upstream.clone()),
             ..ServerConfig::default()
         },
-    ));
+        mirror,
+        tls,
+    })
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let Resolved {
+        data,
+        listen,
+        mut config,
+        mirror,
+        tls,
+    } = resolve(a)?;
+    if let Some((cert, key)) = &tls {
+        config.tls = Some(ferry_server::tls::server_config(cert, key)?);
+    }
+    let store = Store::open(&data)
+        .with_context(|| format!("cannot open the store in {}", data.display()))?;
+    let local: Arc<dyn Backend> = Arc::new(store);
+    let pushes = config.push_token.is_some();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.listen)
+        let metrics = Arc::new(Metrics::new());
+        let backend: Arc<dyn Backend> = match &mirror {
+            Some(m) => {
+                Arc::new(Mirror::new(local, m.clone(), metrics.clone()).context("--mirror-of")?)
+            }
+            None => local,
+        };
+        let state = Arc::new(ServerState::with_metrics(backend, config, metrics));
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", a.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let sock = admin::socket_path(&data);
+        let admin_task = match admin::bind(&sock) {
+            Ok(l) => Some(tokio::spawn(admin::run(l, state.clone()))),
+            Err(e) => {
+                tracing::warn!(
+                    "admin socket {}: {e}; `ferry backup` will not work while this server runs",
+                    sock.display()
+                );
+                None
+            }
+        };
         // A fixed line scripts and tests can wait for (port 0 picks a port).
-        eprintln!("ferry serve: listening on http://{addr}");
+        eprintln!("ferry serve: listening on {scheme}://{addr}");
         tracing::info!(
-            "serving (data {}, pushes {})",
-            a.data.display(),
-            if a.push_token.is_some() {
+            "serving (data {}, pushes {}{})",
+            data.display(),
+            if pushes {
                 "enabled"
             } else {
                 "disabled: no --push-token"
-            }
+            },
+            mirror
+                .as_ref()
+                .map(|m| format!(", mirror of {}", m.upstream))
+                .unwrap_or_default()
         );
         serve(listener, state, shutdown_signal()).await?;
+        if let Some(t) = admin_task {
+            t.abort();
+            let _ = std::fs::remove_file(&sock);
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("ferry.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn file_fills_in_and_flags_win() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("token"), "0123456789abcdef-token\n").unwrap();
+        let p = write(
+            d.path(),
+            &format!(
+                "data = \"store\"\nlisten = \"0.0.0.0:9000\"\npush-token-file = \"token\"\n\
+                 app-key = [\"demo={KEY}\"]\nmax-requests = 64\nrecord-max-age = 0\n\
+                 tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\nlog-format = \"json\"\n"
+            ),
+        );
+        let r = resolve(ServeArgs {
+            config: Some(p),
+            max_requests: Some(128),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.data, d.path().join("store"));
+        assert_eq!(r.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(
+            r.config.push_token.as_deref(),
+            Some("0123456789abcdef-token")
+        );
+        assert_eq!(r.config.max_requests, 128, "the flag wins");
+        assert_eq!(r.config.record_max_age, 0);
+        assert_eq!(r.config.app_keys["demo"].len(), 1);
+        assert_eq!(
+            r.tls,
+            Some((d.path().join("c.pem"), d.path().join("k.pem")))
+        );
+        // The flag's token wins over the file's.
+        let r = resolve(ServeArgs {
+            config: Some(d.path().join("ferry.toml")),
+            push_token: Some("from-the-environment-123".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            r.config.push_token.as_deref(),
+            Some("from-the-environment-123")
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            ("data = \"x\"\nmax-request = 5\n", "max-request"),
+            (
+                "data = \"x\"\npush-token = \"s3cret\"\n",
+                "FERRY_PUSH_TOKEN",
+            ),
+            ("data = \"x\"\nlisten = \"nowhere\"\n", "listen"),
+            (
+                "data = \"x\"\nmirror-of = \"http://a\"\nmirror-ttl = \"soon\"\n",
+                "mirror-ttl",
+            ),
+            ("data = \"x\"\ntls-cert = \"c.pem\"\n", "--tls-key"),
+            ("data = \"x\"\nmax-requests = 0\n", "max-requests"),
+            ("data = \"x\"\nlog-format = \"xml\"\n", "xml"),
+        ];
+        for (text, want) in cases {
+            let p = write(d.path(), text);
+            let e = resolve(ServeArgs {
+                config: Some(p),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{text}: {e:#}");
+        }
+        let e = resolve(ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("--data"), "{e}");
+    }
+
+    #[test]
+    fn mirror_is_read_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "data = \"x\"\nmirror-of = \"http://up:8470\"\n");
+        let r = resolve(ServeArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let m = r.mirror.unwrap();
+        assert_eq!(m.upstream, "http://up:8470");
+        assert_eq!(m.record_ttl, Duration::from_secs(10));
+        let e = resolve(ServeArgs {
+            config: Some(p),
+            push_token: Some("a-long-enough-token-1234".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+    }
 }

@@ -1,12 +1,13 @@
 //! `ferry status`: what the fleet runs, per channel and version.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use ferry_client::{Http, Timeouts};
+use ferry_client::Timeouts;
 
-use super::common::{parse_trust_optional, print_json, runtime};
+use super::common::{http_client, parse_trust_optional, print_json, runtime};
 use super::time::format_time;
 
 #[derive(Debug, Args)]
@@ -22,11 +23,15 @@ pub struct StatusArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
     let trusted = parse_trust_optional(&a.trust)?;
-    let http = Http::new(&a.server, Timeouts::default())?;
+    let http = http_client(&a.server, Timeouts::default(), a.ca.as_deref())?;
     let s = runtime()?.block_on(ferry_client::status::status(&http, &a.app, &trusted))?;
     if a.json {
         print_json(&s)?;

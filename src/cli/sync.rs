@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use ferry_client::hooks::Hook;
-use ferry_client::{Http, SyncOptions, Timeouts};
+use ferry_client::{SyncOptions, Timeouts};
 
-use super::common::{human, parse_trust, print_json, runtime};
+use super::common::{http_client, human, parse_trust, print_json, runtime};
 use super::publish::parse_duration;
 
 #[derive(Debug, Args)]
@@ -62,6 +62,10 @@ pub struct SyncArgs {
     /// The clock, in unix seconds (tests).
     #[arg(long, hide = true)]
     pub now: Option<u64>,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +92,11 @@ pub struct VerifyArgs {
     /// Publisher public key to trust (for --repair).
     #[arg(long, value_name = "PUBKEY")]
     pub trust: Vec<String>,
+    /// CA certificate(s), PEM, that an https:// server must chain to
+    /// (instead of the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -102,7 +111,7 @@ fn timeouts(read: u64) -> Timeouts {
 
 pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     let trusted = parse_trust(&a.trust)?;
-    let http = Http::new(&a.server, timeouts(a.timeout))?;
+    let http = http_client(&a.server, timeouts(a.timeout), a.ca.as_deref())?;
     let mut o = SyncOptions::new(&a.app, &a.channel, a.install.clone(), trusted);
     o.keep = a.keep as usize;
     o.streams = a.streams as usize;
@@ -169,7 +178,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let r = if a.repair {
         let server = a.server.as_deref().unwrap_or_default();
         let trusted = parse_trust(&a.trust)?;
-        let http = Http::new(server, Timeouts::default())?;
+        let http = http_client(server, Timeouts::default(), a.ca.as_deref())?;
         runtime()?.block_on(ferry_client::repair_install(
             &http, &a.install, &trusted, 4, a.json,
         ))?
