@@ -14,7 +14,7 @@ use ferry_protocol::unix_now;
 use serde::Serialize;
 
 use crate::error::ClientError;
-use crate::http::{Http, Timeouts, TlsRoots};
+use crate::http::Http;
 use crate::install::{InstallLock, InstallState, Layout};
 use crate::sync::{client_id, switch_due, sync, SyncOptions, SyncReport};
 use ferry_protocol::report::{Outcome as ReportOutcome, Report};
@@ -108,9 +108,7 @@ pub struct AgentEvent {
 
 /// Runs checks until `shutdown` completes. `on_event` sees every outcome.
 pub async fn run_agent(
-    server: &str,
-    timeouts: Timeouts,
-    roots: &TlsRoots,
+    client: &Http,
     opts: &SyncOptions,
     schedule: &Schedule,
     shutdown: impl Future<Output = ()>,
@@ -150,7 +148,7 @@ pub async fn run_agent(
                 Err(e) => tracing::warn!("switching the staged version failed: {e}"),
             }
         }
-        let http = Http::with_roots(server, timeouts, roots)?;
+        let http = client.fresh();
         let check = sync(&http, opts);
         tokio::pin!(check);
         let result = tokio::select! {

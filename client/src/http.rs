@@ -133,6 +133,8 @@ pub struct Http {
     pub counters: Arc<Counters>,
     timeouts: Timeouts,
     token: Option<String>,
+    /// Fetch chunks one cacheable GET each instead of batched POSTs.
+    chunk_gets: bool,
 }
 
 const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
@@ -200,6 +202,7 @@ impl Http {
             counters: Arc::new(Counters::default()),
             timeouts,
             token: None,
+            chunk_gets: false,
         })
     }
 
@@ -207,6 +210,26 @@ impl Http {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token;
         self
+    }
+
+    /// Fetch chunks with `GET /v1/chunks/{id}` (cacheable by any HTTP
+    /// cache or CDN) instead of the batched `POST /v1/chunks/fetch`.
+    pub fn with_chunk_gets(mut self, on: bool) -> Self {
+        self.chunk_gets = on;
+        self
+    }
+
+    pub fn chunk_gets(&self) -> bool {
+        self.chunk_gets
+    }
+
+    /// The same client (connection pool, settings) with its own byte and
+    /// request counters, e.g. for the next check of an agent.
+    pub fn fresh(&self) -> Http {
+        Http {
+            counters: Arc::new(Counters::default()),
+            ..self.clone()
+        }
     }
 
     pub fn base(&self) -> &str {

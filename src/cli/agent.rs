@@ -12,7 +12,7 @@ use ferry_client::hooks::Hook;
 use ferry_client::{SyncOptions, Timeouts, TlsRoots};
 use serde::Deserialize;
 
-use super::common::{parse_trust, runtime, shutdown_signal};
+use super::common::{parse_trust, runtime, shutdown_signal, FetchMode};
 use super::publish::parse_duration;
 
 #[derive(Debug, Args, Default)]
@@ -75,6 +75,9 @@ pub struct AgentArgs {
     /// (instead of the system's CAs).
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// How to fetch chunks: batch or get (cacheable) [default: batch].
+    #[arg(long, value_enum)]
+    pub fetch: Option<FetchMode>,
 }
 
 /// The TOML file: every key optional, unknown keys an error naming them.
@@ -98,6 +101,7 @@ struct AgentFile {
     hook: Option<Vec<String>>,
     hook_timeout: Option<String>,
     ca: Option<PathBuf>,
+    fetch: Option<FetchMode>,
 }
 
 fn parse_splay(s: &str) -> Result<u64, String> {
@@ -158,6 +162,7 @@ struct Resolved {
     server: String,
     timeouts: Timeouts,
     roots: TlsRoots,
+    fetch: FetchMode,
     opts: SyncOptions,
     schedule: Schedule,
     json: bool,
@@ -250,6 +255,7 @@ fn resolve(a: AgentArgs) -> Result<Resolved> {
     }
     let roots = TlsRoots::from_option(a.ca.or(f.ca).as_deref());
     Ok(Resolved {
+        fetch: a.fetch.or(f.fetch).unwrap_or_default(),
         server,
         timeouts,
         roots,
@@ -264,13 +270,15 @@ pub fn run(a: AgentArgs) -> Result<ExitCode> {
         server,
         timeouts,
         roots,
+        fetch,
         opts,
         schedule,
         json,
     } = resolve(a)?;
     // Fail fast on a URL or CA file that can never work, before the first
     // sleep.
-    ferry_client::Http::with_roots(&server, timeouts, &roots)?;
+    let client = ferry_client::Http::with_roots(&server, timeouts, &roots)?
+        .with_chunk_gets(fetch == FetchMode::Get);
     eprintln!(
         "ferry agent: {} {} -> {} every {:?} (±{:.0}%)",
         opts.app,
@@ -292,9 +300,7 @@ pub fn run(a: AgentArgs) -> Result<ExitCode> {
         }
     };
     runtime()?.block_on(run_agent(
-        &server,
-        timeouts,
-        &roots,
+        &client,
         &opts,
         &schedule,
         shutdown_signal(),

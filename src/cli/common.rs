@@ -20,6 +20,17 @@ pub fn http_client(
     )?)
 }
 
+/// How a client fetches the chunks it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FetchMode {
+    /// A few batched POSTs (fewest requests; not cacheable by HTTP caches).
+    #[default]
+    Batch,
+    /// One GET per chunk, cacheable by nginx or a CDN in front of the server.
+    Get,
+}
+
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@ use clap::Args;
 use ferry_client::hooks::Hook;
 use ferry_client::{SyncOptions, Timeouts};
 
-use super::common::{http_client, human, parse_trust, print_json, runtime};
+use super::common::{http_client, human, parse_trust, print_json, runtime, FetchMode};
 use super::publish::parse_duration;
 
 #[derive(Debug, Args)]
@@ -62,6 +62,10 @@ pub struct SyncArgs {
     /// The clock, in unix seconds (tests).
     #[arg(long, hide = true)]
     pub now: Option<u64>,
+    /// How to fetch chunks: batch (fewest requests) or get (one cacheable
+    /// GET each, for servers behind nginx or a CDN).
+    #[arg(long, value_enum, default_value = "batch")]
+    pub fetch: FetchMode,
     /// CA certificate(s), PEM, that an https:// server must chain to
     /// (instead of the system's CAs).
     #[arg(long, value_name = "FILE")]
@@ -111,7 +115,8 @@ fn timeouts(read: u64) -> Timeouts {
 
 pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     let trusted = parse_trust(&a.trust)?;
-    let http = http_client(&a.server, timeouts(a.timeout), a.ca.as_deref())?;
+    let http = http_client(&a.server, timeouts(a.timeout), a.ca.as_deref())?
+        .with_chunk_gets(a.fetch == FetchMode::Get);
     let mut o = SyncOptions::new(&a.app, &a.channel, a.install.clone(), trusted);
     o.keep = a.keep as usize;
     o.streams = a.streams as usize;

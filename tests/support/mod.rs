@@ -62,6 +62,8 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub data: PathBuf,
+    /// Every stderr line after the "listening on" line.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -70,18 +72,38 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin())
-            .args(["serve", "--data"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--push-token", TOKEN])
-            .args(extra)
+        let d = data.display().to_string();
+        let mut args = vec![
+            "serve",
+            "--data",
+            &d,
+            "--listen",
+            "127.0.0.1:0",
+            "--push-token",
+            TOKEN,
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(data, &args, &[])
+    }
+
+    /// `ferry ARGS` (a serve command) with extra environment variables;
+    /// `data` is only remembered.
+    pub fn spawn(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_PUSH_TOKEN")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ferry serve");
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ferry serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -93,6 +115,7 @@ impl Server {
                     }
                 }
                 eprintln!("[server] {line}");
+                log2.lock().unwrap().push(line);
             }
         });
         let url = rx
@@ -102,7 +125,13 @@ impl Server {
             child,
             url,
             data: data.to_path_buf(),
+            log,
         }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Kills the server (SIGKILL) in place, e.g. to test offline clients.
@@ -309,4 +338,69 @@ pub fn push_args<'a>(dir: &'a str, url: &'a str, version: &'a str, key: &'a str)
         "--json",
         "--quiet",
     ]
+}
+
+/// An HTTP answer read by [`http_get`].
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A plain HTTP/1.1 GET over a new connection (`url` is http://HOST:PORT).
+/// Test helper: no TLS, no chunked bodies.
+pub fn http_get(url: &str, path: &str, headers: &[(&str, &str)]) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let host = url.strip_prefix("http://").expect("http:// URL");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
+        "http_get does not decode chunked bodies"
+    );
+    HttpAnswer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
 }

@@ -45,6 +45,9 @@ pub async fn fetch_chunks(
     sink: Sink,
     bar: ProgressBar,
 ) -> Result<Arc<FetchStats>, ClientError> {
+    if http.chunk_gets() {
+        return super::get_chunks::fetch_by_get(http, wanted, streams, sink, bar).await;
+    }
     let stats = Arc::new(FetchStats::default());
     if wanted.is_empty() {
         return Ok(stats);

@@ -4,6 +4,7 @@
 
 mod build;
 mod fetch;
+mod get_chunks;
 mod index;
 mod record;
 mod repair;
