@@ -5,13 +5,18 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs clean
+.PHONY: demo test test-integration build release fmt lint deps acceptance bench bench-pairs load clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
 
 test: deps
 	$(CARGO) test --workspace --all-targets
+
+# nginx as a caching proxy in front of two servers (docs/operations.md);
+# skipped with a message where nginx is absent (apt-get install nginx-light).
+test-integration: deps
+	$(CARGO) test --workspace --test integration_nginx -- --nocapture
 
 build:
 	$(CARGO) build --workspace
