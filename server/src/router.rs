@@ -96,6 +96,14 @@ async fn dispatch(
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let m = req.method().clone();
+    if let Some(up) = &st.config.mirror_of {
+        if is_publish(&m, &segs) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this server is a read-only mirror of {up}; push and promote there"),
+            ));
+        }
+    }
     match (m.clone(), segs.as_slice()) {
         (Method::GET, ["v1", "health"]) => Ok(api::health()),
         (Method::GET, ["healthz"]) => Ok(api::health()),
@@ -135,6 +143,17 @@ async fn dispatch(
         )),
         _ => Err(ApiError::not_found(format!("no such endpoint: {m} {path}"))),
     }
+}
+
+/// The requests that change what a server publishes.
+fn is_publish(m: &Method, segs: &[&str]) -> bool {
+    matches!(
+        (m.clone(), segs),
+        (Method::PUT, ["v1", "apps", _, "channels", _])
+            | (Method::PUT, ["v1", "manifests"])
+            | (Method::POST, ["v1", "chunks"])
+            | (Method::POST, ["v1", "chunks", "missing"])
+    )
 }
 
 fn known_path(segs: &[&str]) -> bool {
