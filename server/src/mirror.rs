@@ -482,3 +482,41 @@ impl Backend for Mirror {
         self.local.ready()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_protocol::frame::{encode_end, encode_frame_header, encode_header};
+    use ferry_protocol::{Codec, VerifiedChunk};
+
+    fn stream(id: &ChunkId, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_header(&mut out);
+        encode_frame_header(
+            &mut out,
+            id,
+            Codec::Raw,
+            payload.len() as u32,
+            payload.len() as u32,
+        );
+        out.extend_from_slice(payload);
+        encode_end(&mut out);
+        out
+    }
+
+    #[test]
+    fn upstream_chunks_must_hash_to_their_id() {
+        let c = VerifiedChunk::from_data(vec![5; 3000]);
+        let ok = parse_one_chunk(&c.id(), &stream(&c.id(), c.data())).unwrap();
+        assert_eq!(ok.id(), c.id());
+        // The right id on other bytes: rejected.
+        let e = parse_one_chunk(&c.id(), &stream(&c.id(), &[6; 3000])).unwrap_err();
+        assert!(e.to_string().contains("upstream"), "{e}");
+        // Another chunk than the one asked for: rejected.
+        let d = VerifiedChunk::from_data(vec![7; 3000]);
+        assert!(parse_one_chunk(&c.id(), &stream(&d.id(), d.data())).is_err());
+        // Truncated: rejected.
+        let s = stream(&c.id(), c.data());
+        assert!(parse_one_chunk(&c.id(), &s[..s.len() - 10]).is_err());
+    }
+}

@@ -350,3 +350,81 @@ mod gc {
         eprintln!("{runs} collections, {retries} re-uploads");
     }
 }
+
+#[test]
+fn apps_are_listed_once_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let c = chunk(1);
+    store
+        .put_chunks(&[StoredChunk::from_verified(&c, 3)])
+        .unwrap();
+    for (app, version) in [("zeta", "1"), ("app", "1"), ("app", "2"), ("app-b", "1")] {
+        let mut m = manifest(version, &[&c]);
+        m.app = app.into();
+        publish(&store, &key, &m).unwrap();
+    }
+    assert_eq!(store.list_apps().unwrap(), ["app", "app-b", "zeta"]);
+}
+
+#[test]
+fn mirror_caches_manifests_before_chunks_and_only_newer_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let (a, b) = (chunk(1), chunk(2));
+    let m1 = manifest("1", &[&a]);
+    let env = key.sign(KIND_MANIFEST, m1.encode()).encode();
+    // No chunk present, still kept (the mirror fetches chunks on demand).
+    store.cache_manifest(&env, m1.id(), &m1).unwrap();
+    store.cache_manifest(&env, m1.id(), &m1).unwrap();
+    assert_eq!(store.get_version("app", "1").unwrap(), Some(m1.id()));
+    assert_eq!(store.get_manifest(&m1.id()).unwrap().unwrap(), env);
+    // Never re-points a version.
+    let other = manifest("1", &[&b]);
+    let env2 = key.sign(KIND_MANIFEST, other.encode()).encode();
+    assert!(matches!(
+        store.cache_manifest(&env2, other.id(), &other),
+        Err(StoreError::Conflict(_))
+    ));
+    let sign = |r: &ChannelRecord| key.sign(KIND_CHANNEL, r.encode()).encode();
+    let (r5, r3) = (record(&m1, 5), record(&m1, 3));
+    store.cache_channel(&sign(&r5), &r5).unwrap();
+    store.cache_channel(&sign(&r3), &r3).unwrap();
+    assert_eq!(store.get_channel("app", "stable").unwrap(), Some(sign(&r5)));
+    assert_eq!(store.channel_history("app", "stable").unwrap().len(), 1);
+}
+
+#[test]
+fn checkpoint_while_open_is_a_complete_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let c = chunk(3);
+    store
+        .put_chunks(&[StoredChunk::from_verified(&c, 3)])
+        .unwrap();
+    let m = manifest("1", &[&c]);
+    store.pin_app_key("app", key.public()).unwrap();
+    publish(&store, &key, &m).unwrap();
+    let stats = store.stats().unwrap();
+    assert!(stats.chunks >= 1 && stats.bytes > 0, "{stats:?}");
+    let out = dir.path().join("backup");
+    store.checkpoint(&out).unwrap();
+    // Written after the checkpoint: not in it.
+    store
+        .put_chunks(&[StoredChunk::from_verified(&chunk(4), 3)])
+        .unwrap();
+    let copy = Store::open_read_only(&out).unwrap();
+    assert!(copy.get_chunk(&c.id()).unwrap().is_some());
+    assert!(copy.get_chunk(&chunk(4).id()).unwrap().is_none());
+    assert_eq!(copy.get_version("app", "1").unwrap(), Some(m.id()));
+    let r = copy.fsck(&|_| {}).unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert!(matches!(store.checkpoint(&out), Err(StoreError::Backup(_))));
+    assert!(matches!(
+        store.checkpoint(&dir.path().join("no/such/parent")),
+        Err(StoreError::Backup(_))
+    ));
+}
