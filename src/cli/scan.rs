@@ -21,6 +21,10 @@ pub struct ScanArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Print the distinct chunk ids instead, one per line (for load tests
+    /// and cache warming: each is a `GET /v1/chunks/{id}` after a push).
+    #[arg(long, conflicts_with = "json")]
+    pub list_chunks: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +53,19 @@ pub fn run(a: ScanArgs) -> Result<ExitCode> {
         progress: None,
     };
     let tree = scan_tree(&a.dir, &opts)?;
+    if a.list_chunks {
+        let mut seen = std::collections::HashSet::new();
+        for e in &tree.entries {
+            if let ferry_protocol::EntryKind::File { chunks, .. } = &e.kind {
+                for c in chunks {
+                    if seen.insert(c.id) {
+                        println!("{}", c.id);
+                    }
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let s = tree.stats;
     let seconds = s.elapsed.as_secs_f64();
     let summary = ScanSummary {
