@@ -414,3 +414,41 @@ fn backup_while_serving_then_restore() {
     )));
     assert_eq!(out["version"], "1.1.0");
 }
+
+#[test]
+fn sync_by_cacheable_gets_builds_the_same_tree() {
+    let t = tmp();
+    let server = Server::start(&t.path().join("data"));
+    let key = keygen(t.path(), "k");
+    make_v1(&t.path().join("v1"));
+    make_v2(&t.path().join("v1"), &t.path().join("v2"));
+    let install = t.path().join("inst");
+    let inst = s(&install);
+    for (dir, version) in [("v1", "1.0.0"), ("v2", "1.1.0")] {
+        ferry_ok(&push_args(
+            &s(&t.path().join(dir)),
+            &server.url,
+            version,
+            &s(&key.path),
+        ));
+        let mut a = sync_args(&server.url, &inst, &key.public);
+        a.extend(["--fetch", "get"]);
+        let out = json(&ferry_ok(&a));
+        assert_eq!(out["version"], version);
+        assert_same_tree(&t.path().join(dir), &install.join("current"));
+    }
+    let text = http_get(&server.url, "/metrics", &[]).text();
+    let gets: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("ferry_http_requests_total{route=\"GET /v1/chunks/{id}\",status=\"200\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(gets > 10.0, "{text}");
+    assert!(
+        !text.contains("route=\"POST /v1/chunks/fetch\""),
+        "no batched fetch: {text}"
+    );
+}

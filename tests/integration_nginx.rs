@@ -203,3 +203,12 @@ fn second_client_is_served_from_the_nginx_cache() {
     );
     assert!(metric(&origin.url, "ferry_chunks_served_total") > 0.0);
 }
+
+#[test]
+fn the_documented_config_is_the_tested_one() {
+    let doc = include_str!("../docs/operations.md");
+    assert!(
+        doc.contains(&format!("```nginx\n{CONF}```")),
+        "docs/operations.md must show docs/nginx/ferry-cache.conf verbatim"
+    );
+}
