@@ -19,8 +19,10 @@ use crate::serve::ServerState;
 const MAX_LINE: usize = 4096;
 
 /// The socket path for a data directory: a sibling, so it is never inside
-/// (and never copied with) the store.
+/// (and never copied with) the store. The directory is resolved first, so
+/// the server and `ferry backup` agree however each spelled the path.
 pub fn socket_path(data: &Path) -> PathBuf {
+    let data = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
     let mut name = data
         .file_name()
         .map(|n| n.to_os_string())

@@ -20,6 +20,7 @@ mod ops;
 mod publish;
 mod router;
 mod serve;
+mod single_flight;
 mod status;
 pub mod tls;
 mod ui;

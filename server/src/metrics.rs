@@ -7,8 +7,6 @@
 //! store already vouches for (published versions), so a client cannot grow
 //! the metrics without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -73,7 +71,6 @@ pub struct Metrics {
     mirror: Family<MirrorLabels, Counter>,
     store_chunks: Gauge,
     store_bytes: Gauge,
-    store_errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -104,7 +101,6 @@ impl Metrics {
             mirror: Family::default(),
             store_chunks: Gauge::default(),
             store_bytes: Gauge::default(),
-            store_errors: AtomicU64::new(0),
         };
         r.register(
             "http_requests",
@@ -282,14 +278,9 @@ impl Metrics {
     /// The text exposition, with the store's sizes as of now (`None`: the
     /// store could not say; the last values stay).
     pub fn render(&self, stats: Option<StoreStats>) -> String {
-        match stats {
-            Some(s) => {
-                self.store_chunks.set(s.chunks as i64);
-                self.store_bytes.set(s.bytes as i64);
-            }
-            None => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(s) = stats {
+            self.store_chunks.set(s.chunks as i64);
+            self.store_bytes.set(s.bytes as i64);
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -37,12 +37,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
+use crate::single_flight::Flights;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// Envelope overhead on top of a body limit.
 const ENVELOPE_SLACK: usize = 4096;
 /// Chunks fetched from the upstream at once for one batch.
 const FILL_CONCURRENCY: usize = 16;
+/// Longest wait for another request's fetch of the same object.
+const FLIGHT_WAIT: Duration = Duration::from_secs(120);
+/// Upstream timeout for a channel record: the local copy is the fallback,
+/// so an agent's check should not hang on a slow upstream.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Mirror settings.
 #[derive(Debug, Clone)]
@@ -65,8 +71,11 @@ pub struct Mirror {
     rt: Handle,
     metrics: Arc<Metrics>,
     config: MirrorConfig,
-    /// When each channel's record was last confirmed upstream.
+    /// When each channel's record was last asked for upstream.
     checked: Mutex<HashMap<(String, String), Instant>>,
+    /// Chunk and manifest fetches in progress (one per object).
+    chunk_flights: Flights<ChunkId>,
+    manifest_flights: Flights<String>,
 }
 
 fn upstream_err(e: impl std::fmt::Display) -> StoreError {
@@ -88,6 +97,8 @@ impl Mirror {
             metrics,
             config,
             checked: Mutex::new(HashMap::new()),
+            chunk_flights: Flights::default(),
+            manifest_flights: Flights::default(),
         })
     }
 
@@ -104,9 +115,27 @@ impl Mirror {
         Ok(())
     }
 
-    /// Fetches, verifies and stores the chunks; returns the new values by
-    /// id (absent: the upstream does not have it either).
+    /// Fetches, verifies and stores the chunks (waiting for the ones other
+    /// requests are fetching already); returns the values by id (absent:
+    /// the upstream does not have it either).
     fn fill_chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, Vec<u8>>, StoreError> {
+        let (mine, others) = self.chunk_flights.claim(ids);
+        if !mine.keys.is_empty() {
+            self.fetch_and_store_chunks(&mine.keys)?;
+        }
+        drop(mine);
+        for f in others {
+            f.wait(FLIGHT_WAIT);
+        }
+        let values = self.local.get_chunks(ids)?;
+        Ok(ids
+            .iter()
+            .zip(values)
+            .filter_map(|(id, v)| v.map(|v| (*id, v)))
+            .collect())
+    }
+
+    fn fetch_and_store_chunks(&self, ids: &[ChunkId]) -> Result<(), StoreError> {
         let fetched = self
             .rt
             .block_on(get_chunks_concurrently(&self.upstream, ids));
@@ -131,17 +160,28 @@ impl Mirror {
         for _ in 0..verified.len() {
             self.metrics.mirror("chunk", "filled");
         }
-        let wanted: Vec<ChunkId> = verified.iter().map(|c| c.id()).collect();
-        let values = self.local.get_chunks(&wanted)?;
-        Ok(wanted
-            .into_iter()
-            .zip(values)
-            .filter_map(|(id, v)| v.map(|v| (id, v)))
-            .collect())
+        Ok(())
     }
 
-    /// Fetches a manifest envelope by id, checks it hashes to the id, keeps it.
+    /// Fetches a manifest envelope by id (once, however many ask at the
+    /// same time), checks it hashes to the id, keeps it.
     fn fill_manifest(&self, id: &ManifestId) -> Result<Option<Vec<u8>>, StoreError> {
+        let (mine, others) = self.manifest_flights.claim(&[id.to_hex()]);
+        if mine.keys.is_empty() {
+            drop(mine);
+            for f in others {
+                f.wait(FLIGHT_WAIT);
+            }
+            if let Some(m) = self.local.get_manifest(id)? {
+                return Ok(Some(m));
+            }
+            // The other fetch failed: try ourselves.
+            return self.fill_manifest_now(id);
+        }
+        self.fill_manifest_now(id)
+    }
+
+    fn fill_manifest_now(&self, id: &ManifestId) -> Result<Option<Vec<u8>>, StoreError> {
         let path = format!("/v1/manifests/{id}");
         let max = MAX_MANIFEST_BYTES + ENVELOPE_SLACK;
         let a = self
@@ -199,23 +239,23 @@ impl Mirror {
     fn refresh_channel(&self, app: &str, channel: &str) {
         let key = (app.to_string(), channel.to_string());
         {
-            let checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            // Claimed before asking: while one request asks, the others
+            // serve the local copy; a failure is not retried within the TTL
+            // either (a dead upstream is not hammered).
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
             if checked
                 .get(&key)
                 .is_some_and(|t| t.elapsed() < self.config.record_ttl)
             {
                 return;
             }
+            if checked.len() > 100_000 {
+                checked.clear();
+            }
+            checked.insert(key, Instant::now());
         }
         match self.fetch_channel(app, channel) {
-            Ok(result) => {
-                self.metrics.mirror("record", result);
-                let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-                if checked.len() > 100_000 {
-                    checked.clear();
-                }
-                checked.insert(key, Instant::now());
-            }
+            Ok(result) => self.metrics.mirror("record", result),
             Err(e) => {
                 self.metrics.mirror("record", "error");
                 tracing::warn!("mirror: channel {app}/{channel}: {e}; serving the local copy");
@@ -232,7 +272,11 @@ impl Mirror {
         let max = MAX_CHANNEL_BYTES + ENVELOPE_SLACK;
         let a = self
             .rt
-            .block_on(self.upstream.get(&path, &extra, max))
+            .block_on(tokio::time::timeout(
+                RECORD_TIMEOUT,
+                self.upstream.get(&path, &extra, max),
+            ))
+            .map_err(|_| upstream_err(format!("GET {path}: no answer within {RECORD_TIMEOUT:?}")))?
             .map_err(upstream_err)?;
         match a.status {
             StatusCode::NOT_MODIFIED => return Ok("unchanged"),

@@ -46,13 +46,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Bearer token that push and promote must present; without one the
-    /// server is read-only.
-    #[arg(
-        long,
-        env = "FERRY_PUSH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    /// server is read-only. Also from FERRY_PUSH_TOKEN (after the flags,
+    /// before the config file's push-token-file).
+    #[arg(long, value_name = "TOKEN")]
     pub push_token: Option<String>,
     /// File holding the push token (first line), instead of --push-token.
     #[arg(long, value_name = "FILE", conflicts_with = "push_token")]
@@ -84,7 +80,7 @@ pub struct ServeArgs {
     /// Run as a read-only pull-through mirror of this server (a branch
     /// office cache): missing chunks and manifests are fetched from it,
     /// verified and kept in --data.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["push_token", "push_token_file"])]
+    #[arg(long, value_name = "URL")]
     pub mirror_of: Option<String>,
     /// CA file for an https upstream of --mirror-of (default: system CAs).
     #[arg(long, value_name = "FILE")]
@@ -188,6 +184,12 @@ fn read_token_file(p: &Path) -> Result<String> {
 
 /// Flags over file over defaults.
 fn resolve(a: ServeArgs) -> Result<Resolved> {
+    resolve_with_env(a, std::env::var("FERRY_PUSH_TOKEN").ok())
+}
+
+/// Token precedence: --push-token, --push-token-file, FERRY_PUSH_TOKEN,
+/// the file's push-token-file.
+fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved> {
     let f = match &a.config {
         Some(p) => load_file(p)?,
         None => ServeFile::default(),
@@ -202,11 +204,17 @@ fn resolve(a: ServeArgs) -> Result<Resolved> {
             .map_err(|e| anyhow::anyhow!("config key listen: {s:?}: {e}"))?,
         (None, None) => "127.0.0.1:8470".parse()?,
     };
-    let token_file = a.push_token_file.or(f.push_token_file);
-    let push_token = match (a.push_token, token_file) {
-        (Some(t), _) => Some(t),
-        (None, Some(p)) => Some(read_token_file(&p)?),
-        (None, None) => None,
+    let push_token = match (
+        a.push_token,
+        a.push_token_file,
+        env_token,
+        f.push_token_file,
+    ) {
+        (Some(t), ..) => Some(t),
+        (None, Some(p), ..) => Some(read_token_file(&p)?),
+        (None, None, Some(t), _) if !t.is_empty() => Some(t),
+        (None, None, _, Some(p)) => Some(read_token_file(&p)?),
+        _ => None,
     };
     if let Some(t) = &push_token {
         if t.len() < 16 {
@@ -383,11 +391,14 @@ mod tests {
                  tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\nlog-format = \"json\"\n"
             ),
         );
-        let r = resolve(ServeArgs {
-            config: Some(p),
-            max_requests: Some(128),
-            ..Default::default()
-        })
+        let r = resolve_with_env(
+            ServeArgs {
+                config: Some(p),
+                max_requests: Some(128),
+                ..Default::default()
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(r.data, d.path().join("store"));
         assert_eq!(r.listen, "0.0.0.0:9000".parse().unwrap());
@@ -402,16 +413,27 @@ mod tests {
             r.tls,
             Some((d.path().join("c.pem"), d.path().join("k.pem")))
         );
-        // The flag's token wins over the file's.
-        let r = resolve(ServeArgs {
+        // The environment's token wins over the file's, a flag over both.
+        let args = || ServeArgs {
             config: Some(d.path().join("ferry.toml")),
-            push_token: Some("from-the-environment-123".into()),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        let r = resolve_with_env(args(), Some("from-the-environment-123".into())).unwrap();
         assert_eq!(
             r.config.push_token.as_deref(),
             Some("from-the-environment-123")
+        );
+        let r = resolve_with_env(
+            ServeArgs {
+                push_token: Some("from-the-command-line-1".into()),
+                ..args()
+            },
+            Some("from-the-environment-123".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            r.config.push_token.as_deref(),
+            Some("from-the-command-line-1")
         );
     }
 
@@ -435,14 +457,17 @@ mod tests {
         ];
         for (text, want) in cases {
             let p = write(d.path(), text);
-            let e = resolve(ServeArgs {
-                config: Some(p),
-                ..Default::default()
-            })
+            let e = resolve_with_env(
+                ServeArgs {
+                    config: Some(p),
+                    ..Default::default()
+                },
+                None,
+            )
             .unwrap_err();
             assert!(format!("{e:#}").contains(want), "{text}: {e:#}");
         }
-        let e = resolve(ServeArgs::default()).unwrap_err();
+        let e = resolve_with_env(ServeArgs::default(), None).unwrap_err();
         assert!(e.to_string().contains("--data"), "{e}");
     }
 
@@ -450,19 +475,25 @@ mod tests {
     fn mirror_is_read_only() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "data = \"x\"\nmirror-of = \"http://up:8470\"\n");
-        let r = resolve(ServeArgs {
-            config: Some(p.clone()),
-            ..Default::default()
-        })
+        let r = resolve_with_env(
+            ServeArgs {
+                config: Some(p.clone()),
+                ..Default::default()
+            },
+            None,
+        )
         .unwrap();
         let m = r.mirror.unwrap();
         assert_eq!(m.upstream, "http://up:8470");
         assert_eq!(m.record_ttl, Duration::from_secs(10));
-        let e = resolve(ServeArgs {
-            config: Some(p),
-            push_token: Some("a-long-enough-token-1234".into()),
-            ..Default::default()
-        })
+        let e = resolve_with_env(
+            ServeArgs {
+                config: Some(p),
+                push_token: Some("a-long-enough-token-1234".into()),
+                ..Default::default()
+            },
+            None,
+        )
         .unwrap_err();
         assert!(e.to_string().contains("read-only"), "{e}");
     }
