@@ -152,3 +152,64 @@ fn mirror_with_a_pinned_key_refuses_what_another_key_signed() {
         ) >= 1.0
     );
 }
+
+#[test]
+fn clients_arriving_together_cost_the_upstream_one_fetch_per_chunk() {
+    let t = tempfile::tempdir().unwrap();
+    let upstream = Server::start(&t.path().join("upstream"));
+    let key = keygen(t.path(), "k");
+    make_v1(&t.path().join("v1"));
+    ferry_ok(&push_args(
+        &s(&t.path().join("v1")),
+        &upstream.url,
+        "1.0.0",
+        &s(&key.path),
+    ));
+    let m = s(&t.path().join("mirror"));
+    let mirror = Server::spawn(
+        &t.path().join("mirror"),
+        &[
+            "serve",
+            "--data",
+            &m,
+            "--listen",
+            "127.0.0.1:0",
+            "--mirror-of",
+            &upstream.url,
+        ],
+        &[],
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, public) = (mirror.url.clone(), key.public.clone());
+            let dir = t.path().join(format!("client-{i}"));
+            std::thread::spawn(move || {
+                let out = json(&ferry_ok(&sync_args(&url, &s(&dir), &public)));
+                assert_eq!(out["version"], "1.0.0");
+                dir
+            })
+        })
+        .collect();
+    for h in handles {
+        let dir = h.join().unwrap();
+        assert_same_tree(&t.path().join("v1"), &dir.join("current"));
+    }
+    let up_gets = metric(
+        &upstream.url,
+        "ferry_http_requests_total{route=\"GET /v1/chunks/{id}\",status=\"200\"}",
+    );
+    let filled = metric(
+        &mirror.url,
+        "ferry_mirror_fills_total{kind=\"chunk\",result=\"filled\"}",
+    );
+    let manifests = metric(
+        &upstream.url,
+        "ferry_http_requests_total{route=\"GET /v1/manifests/{id}\",status=\"200\"}",
+    );
+    assert!(filled > 10.0);
+    assert_eq!(
+        up_gets, filled,
+        "every chunk fetched from the upstream once"
+    );
+    assert_eq!(manifests, 1.0, "the manifest fetched once");
+}
