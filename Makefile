@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-integration build release fmt lint deps acceptance bench bench-pairs load clean
+.PHONY: demo test test-integration build release fmt lint deps acceptance bench bench-pairs sizing clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
@@ -49,6 +49,11 @@ bench-pairs: release
 
 bench:
 	$(CARGO) bench --bench chunking --bench codecs
+
+# Requests/s, bytes/s per core and memory per connection of `ferry serve`
+# (wrk on loopback, bounded runs; docs/benchmarks.md). Needs wrk.
+sizing: release
+	scripts/sizing.sh target/release/ferry
 
 clean:
 	$(CARGO) clean
