@@ -13,7 +13,7 @@ FERRY=${1:-target/release/ferry}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 IDLE_CONNS=${IDLE_CONNS:-2000}
-for tool in wrk python3 openssl taskset; do
+for tool in wrk python3 openssl taskset pgrep curl; do
   command -v "$tool" >/dev/null || { echo "sizing: $tool is missing" >&2; exit 2; }
 done
 [ -x "$FERRY" ] || { echo "sizing: no ferry binary at $FERRY (make release)" >&2; exit 2; }
@@ -117,6 +117,53 @@ run "agent check: GET record, If-None-Match (304)" -H "If-None-Match: $etag" \
 run "GET /v1/chunks/{id} (random chunk)" -s "$work/chunks.lua" "$url"
 run "POST /v1/chunks/fetch (all $nchunks chunks)" -s "$work/fetch.lua" "$url"
 run "GET /healthz" "$url/healthz"
+
+# Reference in the same run: nginx serving the very same chunk answers as
+# static files (same paths, same bytes), pinned to the same core.
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+  python3 - "${url#http://}" "$work/ids.txt" "$work/static/v1/chunks" <<'PY'
+import http.client, os, sys
+host, port = sys.argv[1].rsplit(":", 1)
+out = sys.argv[3]
+os.makedirs(out, exist_ok=True)
+c = http.client.HTTPConnection(host, int(port))
+for line in open(sys.argv[2]):
+    i = line.strip()
+    c.request("GET", "/v1/chunks/" + i)
+    r = c.getresponse()
+    open(os.path.join(out, i), "wb").write(r.read())
+PY
+  chmod -R a+rX "$work"
+  nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/static;
+    location /healthz { return 200 "ok\n"; }
+  }
+}
+NGX
+  taskset -c 0 "$NGINX" -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  npid=$!
+  sleep 1
+  saved=$pid; pid=$(pgrep -P "$npid" | head -n1)  # the worker
+  run "reference: nginx static, same chunk answers" -s "$work/chunks.lua" "http://127.0.0.1:$nport"
+  run "reference: nginx 'return 200'" "http://127.0.0.1:$nport/healthz"
+  kill "$npid"; wait "$npid" 2>/dev/null || true
+  pid=$saved
+fi
 
 # Memory per connection: idle keep-alive connections, each after one request.
 base=$(rss_kib)
