@@ -88,6 +88,11 @@ fn parse_frames(body: &[u8]) -> Result<Vec<RawFrame<'_>>, ApiError> {
                             "upload carries a 'missing' frame for {id}"
                         )))
                     }
+                    Frame::Group { first, .. } => {
+                        return Err(ApiError::bad_request(format!(
+                            "upload carries a group frame at {first}; uploads are single chunks"
+                        )))
+                    }
                     Frame::End => {}
                 }
             }

@@ -4,6 +4,7 @@
 
 mod build;
 mod fetch;
+mod group;
 mod index;
 mod record;
 mod repair;
@@ -16,10 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_protocol::rollout::{decide, ClientView};
-use ferry_protocol::{unix_now, Entry, ManifestId, PublicKey};
+use ferry_protocol::{unix_now, Entry, PublicKey};
 use serde::Serialize;
 
 pub use build::{FileJob, LocalStats, Staging};
+pub use fetch::FetchContext;
+use group::DeltaBase;
 pub use index::LocalIndex;
 pub use repair::repair_install;
 pub use rollback::{rollback, RollbackReport};
@@ -91,6 +94,9 @@ pub struct SyncReport {
     pub bytes_downloaded: u64,
     pub requests: u64,
     pub chunks_fetched: u64,
+    /// Of those, chunks that came in group frames (several chunks in one
+    /// zstd frame, usually compressed against the installed version).
+    pub chunks_grouped: u64,
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
@@ -291,7 +297,10 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     }
     report.resumed = staging.exists();
     let index = local_index(&layout, &state);
-    let have = state.current.as_ref().and_then(|c| c.id().ok());
+    let ctx = FetchContext {
+        want: Some(offer.manifest_id),
+        base: delta_base(&layout, &state),
+    };
     let jobs: Vec<FileJob> = manifest
         .entries
         .iter()
@@ -303,12 +312,13 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         jobs,
         &manifest.entries,
         index,
-        have,
+        ctx,
         o.streams,
         o.quiet,
     )
     .await?;
     report.chunks_fetched = built.chunks_fetched;
+    report.chunks_grouped = built.chunks_grouped;
     report.bytes_fetched_raw = built.bytes_fetched_raw;
     report.chunks_reused = built.chunks_reused;
     report.bytes_reused = built.bytes_reused;
@@ -433,10 +443,19 @@ pub(crate) fn local_index(layout: &Layout, state: &InstallState) -> LocalIndex {
     index
 }
 
+/// The live version as the reference for group frames, when its manifest
+/// is at hand.
+fn delta_base(layout: &Layout, state: &InstallState) -> Option<Arc<DeltaBase>> {
+    let id = state.current.as_ref()?.id().ok()?;
+    let m = load_manifest(layout, &id, &[]).ok()?;
+    Some(Arc::new(DeltaBase::new(&m, &layout.current())))
+}
+
 /// Counts of a tree build.
 #[derive(Debug, Default)]
 pub struct Built {
     pub chunks_fetched: u64,
+    pub chunks_grouped: u64,
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
@@ -451,7 +470,7 @@ pub(crate) async fn build_tree(
     jobs: Vec<FileJob>,
     entries: &[Entry],
     index: LocalIndex,
-    have: Option<ManifestId>,
+    ctx: FetchContext,
     streams: usize,
     quiet: bool,
 ) -> Result<Built, ClientError> {
@@ -482,7 +501,7 @@ pub(crate) async fn build_tree(
             "server sent a chunk nobody asked for",
         )),
     });
-    let fstats = fetch::fetch_chunks(http, wanted, have, streams, sink, bar.clone()).await?;
+    let fstats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await?;
     bar.finish_and_clear();
 
     let (st, en) = (staging.clone(), entries.clone());
@@ -490,6 +509,7 @@ pub(crate) async fn build_tree(
     use std::sync::atomic::Ordering::Relaxed;
     Ok(Built {
         chunks_fetched: fstats.chunks.load(Relaxed),
+        chunks_grouped: fstats.grouped.load(Relaxed),
         bytes_fetched_raw: fstats.raw_bytes.load(Relaxed),
         chunks_reused: stats.chunks_reused.load(Relaxed),
         bytes_reused: stats.bytes_reused.load(Relaxed),

@@ -84,7 +84,7 @@ pub async fn repair_install(
         jobs.clone(),
         &stage_entries,
         index,
-        Some(id),
+        super::FetchContext::default(),
         streams,
         quiet,
     )
