@@ -22,7 +22,7 @@
 //!   relative position (rebuilt binaries keep their layout roughly). A
 //!   pinned window can be narrow; a proportional guess needs slack.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::group::{RefRange, MAX_GROUP_RAW, MAX_REF_LEN};
 use crate::hash::ChunkId;
@@ -125,6 +125,8 @@ pub struct Transition {
     old_file: HashMap<u32, u32>,
     /// Offsets of each chunk in each old file that has it (first offset).
     have_pos: HashMap<(ChunkId, u32), u64>,
+    /// Every chunk of `have`.
+    have_ids: HashSet<ChunkId>,
 }
 
 /// A path with every name token that contains a digit blanked: what stays
@@ -164,6 +166,7 @@ impl Transition {
         }
         let mut old_file = HashMap::new();
         let mut have_pos = HashMap::new();
+        let mut have_ids = HashSet::new();
         if let Some(have) = have {
             let mut by_path: HashMap<&str, u32> = HashMap::new();
             let mut by_norm: HashMap<String, Vec<u32>> = HashMap::new();
@@ -176,6 +179,7 @@ impl Transition {
                     .push(f.entry);
                 for (c, id) in f.ids.iter().enumerate() {
                     have_pos.entry((*id, f.entry)).or_insert(f.offsets[c]);
+                    have_ids.insert(*id);
                 }
             }
             for f in want_files.iter().flatten() {
@@ -202,7 +206,21 @@ impl Transition {
             want_pos,
             old_file,
             have_pos,
+            have_ids,
         }
+    }
+
+    /// What a client that has exactly `have` asks for: every chunk of
+    /// `want` that `have` lacks, once, in file order.
+    pub fn update_ids(&self) -> Vec<ChunkId> {
+        let mut seen = HashSet::new();
+        self.want
+            .iter()
+            .flatten()
+            .flat_map(|f| f.ids.iter())
+            .filter(|id| !self.have_ids.contains(id) && seen.insert(**id))
+            .copied()
+            .collect()
     }
 
     /// Splits a request (ids in the client's order) into single frames and

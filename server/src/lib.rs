@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod error;
 mod fetch;
+pub mod groups;
 mod manifest;
 mod publish;
 mod router;

@@ -115,7 +115,7 @@ pub async fn put_channel(
     let body = read_limited(req.into_body(), max, "channel record").await?;
     let (app, channel) = (app.to_string(), channel.to_string());
     let st2 = st.clone();
-    blocking(&st, move |store| {
+    let published = blocking(&st, move |store| {
         let env = Envelope::decode(&body, max)?;
         if env.kind != KIND_CHANNEL {
             return Err(ApiError::bad_request(format!(
@@ -143,15 +143,37 @@ pub async fn put_channel(
                 list(&keys)
             ))
         })?;
+        let before = store
+            .get_channel(&app, &channel)?
+            .and_then(|b| Envelope::decode(&b, b.len()).ok())
+            .and_then(|e| ChannelRecord::decode(&e.body).ok())
+            .map(|r| r.manifest_id);
         store.put_channel(&body, &rec)?;
         tracing::info!(
             "channel {app}/{channel} -> {} (sequence {})",
             rec.version,
             rec.sequence
         );
-        Ok(())
+        Ok((rec, before))
     })
     .await?;
+    // Clients move from the channel's previous version or the fallback
+    // (and fresh installs from nothing): prepare those groups now.
+    let (rec, before) = published;
+    let mut from: Vec<Option<ManifestId>> = vec![before];
+    if let Some(p) = &rec.policy.previous {
+        from.push(Some(p.manifest_id));
+    }
+    from.push(None);
+    from.retain(|h| *h != Some(rec.manifest_id));
+    from.dedup();
+    let st3 = st.clone();
+    tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = st3.groups.warming();
+        for have in from {
+            st3.groups.warm(&st3.store, rec.manifest_id, have);
+        }
+    });
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(crate::body::empty())

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub max_requests: usize,
     /// Seconds sent in `Retry-After` when shedding load.
     pub retry_after_secs: u64,
+    /// Group frames of batched fetches.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_requests: 512,
             retry_after_secs: 5,
+            groups: Default::default(),
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct ServerState {
     /// Recently compressed manifests, by (manifest, base): a broadcast
     /// deployment asks for the same one thousands of times.
     pub(crate) manifest_cache: crate::manifest::Cache,
+    /// Encoded group frames and indexed transitions.
+    pub groups: crate::groups::Groups,
     /// One permit per request in progress (load shedding).
     pub(crate) requests: Arc<Semaphore>,
     /// Requests refused with 503 since start.
@@ -65,10 +70,12 @@ pub struct ServerState {
 impl ServerState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> ServerState {
         let requests = Arc::new(Semaphore::new(config.max_requests.max(1)));
+        let groups = crate::groups::Groups::new(config.groups);
         ServerState {
             store,
             config,
             manifest_cache: Default::default(),
+            groups,
             requests,
             shed: Default::default(),
         }

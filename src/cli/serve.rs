@@ -46,6 +46,16 @@ pub struct ServeArgs {
     /// Seconds to send in Retry-After when busy.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub retry_after: u64,
+    /// zstd level of group frames: runs of missing chunks compressed
+    /// together against the client's installed version (0: off, single
+    /// chunks only). Encoded once per update path, cached, and prepared
+    /// when a channel record is published.
+    #[arg(long, default_value_t = ferry_server::groups::DEFAULT_GROUP_LEVEL,
+          value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub group_level: i32,
+    /// MiB of encoded group frames kept in memory.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    pub group_cache_mb: u32,
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
@@ -73,6 +83,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             max_connections: a.max_connections as usize,
             max_requests: a.max_requests as usize,
             retry_after_secs: a.retry_after,
+            groups: ferry_server::groups::GroupConfig {
+                level: a.group_level,
+                cache_bytes: (a.group_cache_mb as usize) << 20,
+                ..Default::default()
+            },
             ..ServerConfig::default()
         },
     ));
