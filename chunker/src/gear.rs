@@ -48,7 +48,7 @@ pub(crate) struct Candidate {
 
 /// FastCDC v2020 (normalization level 1) with fastcdc's gear table and
 /// masks, searched over precomputed candidates.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct GearSearch {
     gear: &'static [u64; 256],
     min: usize,
@@ -59,9 +59,25 @@ pub(crate) struct GearSearch {
     /// Bits both masks test: a position can only be a cut if its hash has
     /// none of them set.
     filter: u64,
-    /// Positions after `min` where the restarted hash can still differ from
-    /// the rolling one in a tested bit: `highest mask bit`.
+    /// The highest bit either mask tests (47 for all of fastcdc's masks):
+    /// bit `b` of the hash depends on the last `b + 1` bytes, so for that
+    /// many positions after `min` the restarted hash can differ from the
+    /// rolling one in a tested bit, and a candidate's hash needs that many
+    /// bytes before it.
     restart_span: usize,
+}
+
+impl std::fmt::Debug for GearSearch {
+    /// Everything but the 256-entry table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GearSearch")
+            .field("min", &self.min)
+            .field("avg", &self.avg)
+            .field("max", &self.max)
+            .field("mask_s", &format_args!("{:#x}", self.mask_s))
+            .field("mask_l", &format_args!("{:#x}", self.mask_l))
+            .finish_non_exhaustive()
+    }
 }
 
 impl GearSearch {
@@ -254,4 +270,24 @@ fn roll(h: u64, g: u64) -> u64 {
 #[inline(never)]
 fn push_hit(out: &mut Vec<Candidate>, pos: usize, hash: u64) {
     out.push(Candidate { pos, hash });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fastcdc tests even positions as `(hash << 1) & (mask << 1)` with a
+    /// table of `gear << 1`; that equals `hash & mask` only if no mask uses
+    /// bit 63.
+    #[test]
+    fn fastcdc_tables_and_masks_fit_the_search() {
+        let (gear, gear_ls) = get_gear_with_seed(0);
+        for (g, ls) in gear.iter().zip(gear_ls.iter()) {
+            assert_eq!(g << 1, *ls);
+        }
+        for avg in (256..=4 << 20).step_by(254) {
+            let s = GearSearch::new(64, avg, 16 << 20);
+            assert!(s.restart_span < 63, "avg {avg}");
+        }
+    }
 }
