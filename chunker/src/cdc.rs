@@ -12,6 +12,12 @@ use crate::gear::{Candidate, GearSearch};
 /// so each window holds many chunks to hash in parallel.
 pub const WINDOW_MIN: usize = 4 * 1024 * 1024;
 
+/// Window of a mapped file or in-memory buffer: small enough that its bytes
+/// are still in the caches of the cores when its chunks are hashed right
+/// after the cut-point search (1 MiB measured 5-10% faster in wall time
+/// than 4 MiB on the pyarrow pair), big enough to split over two threads.
+const SLICE_WINDOW: usize = 1024 * 1024;
+
 /// Candidate blocks handed to one rayon task when one big region is cut on
 /// several threads: a multiple of the search's group size, small enough to
 /// balance two to a few dozen cores over a window.
@@ -120,9 +126,9 @@ impl Chunker {
     }
 
     /// Chunks and hashes `data` (mapped or in memory) window by window, so
-    /// each window's candidates and chunks stay in cache and the candidate
-    /// lists stay small; both steps run on all threads. Calls `progress`
-    /// with the bytes of each window done.
+    /// each window's bytes stay in cache between the search and the hashing
+    /// and the candidate lists stay small; with `parallel`, both steps run
+    /// on all threads. Calls `progress` with the bytes of each window done.
     pub(crate) fn chunk_slice(
         &self,
         data: &[u8],
@@ -130,7 +136,7 @@ impl Chunker {
         out: &mut Vec<ChunkRef>,
         progress: impl Fn(u64),
     ) {
-        let window = self.window();
+        let window = SLICE_WINDOW.max(2 * self.params.max as usize);
         let mut scratch = CutScratch::default();
         let mut pos = 0;
         while pos < data.len() {
