@@ -9,7 +9,8 @@
 # and the median CPU time (user + system, from wait4) of each, which says
 # how much work each did whatever else the machine was running. The load
 # average before the first round is printed: compare wall times measured on
-# an idle machine only.
+# an idle machine only. BEFORE=path/to/another/ferry adds a "before" build
+# (e.g. the scan example of an older commit) to every round.
 #
 # Usage: scripts/bench-scan.sh CORPUS_DIR [PAIR ...]   (from the project root)
 # Needs: a release build (make release), b3sum, python3.
@@ -20,10 +21,10 @@ F=${FERRY:-$PWD/target/release/ferry}
 [ -x "$F" ] || { echo "no release build: run make release" >&2; exit 1; }
 for t in b3sum python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 
-exec python3 - "$F" "$CORPUS" "${N:-9}" "$@" <<'PY'
+exec python3 - "$F" "${BEFORE:-}" "$CORPUS" "${N:-9}" "$@" <<'PY'
 import json, os, statistics, subprocess, sys, tempfile, time
 
-ferry, corpus, rounds, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+ferry, before, corpus, rounds, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 
 def run(argv, stdin=None):
     """Wall seconds, CPU seconds (user + system, children included), stdout."""
@@ -38,8 +39,12 @@ def run(argv, stdin=None):
 
 print(f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
       f"{rounds} rounds; {os.cpu_count()} CPUs\n")
-print("| pair | bytes | ferry scan MiB/s | b3sum MiB/s | scan / b3sum | CPU ms, scan | CPU ms, b3sum |")
-print("|---|---|---|---|---|---|---|")
+if before:
+    print("| pair | bytes | before: scan MiB/s | scan MiB/s | b3sum MiB/s | scan / b3sum | CPU ms, before | CPU ms, scan | CPU ms, b3sum |")
+    print("|---|---|---|---|---|---|---|---|---|")
+else:
+    print("| pair | bytes | ferry scan MiB/s | b3sum MiB/s | scan / b3sum | CPU ms, scan | CPU ms, b3sum |")
+    print("|---|---|---|---|---|---|---|")
 for pair in pairs:
     new = os.path.realpath(os.path.join(corpus, pair, "new"))
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(new) for f in fs
@@ -50,9 +55,12 @@ for pair in pairs:
                 pass
     listing = tempfile.TemporaryFile()
     listing.write("\0".join(files).encode())
-    scan, b3 = [], []
+    scan, b3, old = [], [], []
     size = None
     for _ in range(rounds):
+        if before:
+            wall, cpu, _ = run([before, "scan", new, "--json"])
+            old.append((wall, cpu))
         wall, cpu, out = run([ferry, "scan", new, "--json"])
         scan.append((wall, cpu))
         size = json.loads(out)["bytes"]
@@ -62,5 +70,10 @@ for pair in pairs:
     mib = size / 1048576
     s, b = min(x[0] for x in scan), min(x[0] for x in b3)
     cs, cb = statistics.median(x[1] for x in scan), statistics.median(x[1] for x in b3)
-    print(f"| {pair} | {size:,} | {mib / s:,.0f} | {mib / b:,.0f} | {b / s:.2f} | {cs * 1000:.0f} | {cb * 1000:.0f} |")
+    if before:
+        o, co = min(x[0] for x in old), statistics.median(x[1] for x in old)
+        print(f"| {pair} | {size:,} | {mib / o:,.0f} | {mib / s:,.0f} | {mib / b:,.0f} | {b / s:.2f} "
+              f"| {co * 1000:.0f} | {cs * 1000:.0f} | {cb * 1000:.0f} |")
+    else:
+        print(f"| {pair} | {size:,} | {mib / s:,.0f} | {mib / b:,.0f} | {b / s:.2f} | {cs * 1000:.0f} | {cb * 1000:.0f} |")
 PY
