@@ -15,7 +15,8 @@ pub const WINDOW_MIN: usize = 4 * 1024 * 1024;
 /// Window of a mapped file or in-memory buffer: small enough that its bytes
 /// are still in the caches of the cores when its chunks are hashed right
 /// after the cut-point search (1 MiB measured 5-10% faster in wall time
-/// than 4 MiB on the pyarrow pair), big enough to split over two threads.
+/// than 4 MiB on the pyarrow pair, on a loaded machine), big enough to
+/// split over two threads.
 const SLICE_WINDOW: usize = 1024 * 1024;
 
 /// Candidate blocks handed to one rayon task when one big region is cut on

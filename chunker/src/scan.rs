@@ -213,16 +213,30 @@ fn chunk_file(
         let map = unsafe { Mmap::map(&f) }.map_err(io_err)?;
         chunker.chunk_slice(&map, true, &mut chunks, report);
     } else {
-        SMALL.with(|small| -> Result<(), ScanError> {
+        // Read at most MAP_MIN bytes into the thread's buffer, so a file that
+        // grows while it is read cannot take unbounded memory. No rayon call
+        // may run while the buffer is borrowed: a stolen task on this thread
+        // would borrow it again.
+        let grown = SMALL.with(|small| -> Result<Option<Vec<u8>>, ScanError> {
             let (buf, scratch) = &mut *small.borrow_mut();
             buf.clear();
-            f.read_to_end(buf).map_err(io_err)?;
+            (&mut f).take(MAP_MIN).read_to_end(buf).map_err(io_err)?;
+            if buf.len() as u64 == MAP_MIN {
+                return Ok(Some(buf.clone()));
+            }
             report(buf.len() as u64);
             scratch.lens.clear();
             chunker.cut_region(buf, true, false, scratch);
             hash_into(buf, &scratch.lens, false, &mut chunks);
-            Ok(())
+            Ok(None)
         })?;
+        if let Some(head) = grown {
+            // It grew past the mapping threshold since `fstat`: stream it.
+            chunks = chunker
+                .chunk_reader(head.as_slice().chain(f))
+                .map_err(io_err)?;
+            report(chunks.iter().map(|c| u64::from(c.len)).sum());
+        }
     }
     let size = chunks.iter().map(|c| u64::from(c.len)).sum();
     Ok((exec, size, chunks))
