@@ -22,9 +22,9 @@
 //! one chunk from the candidates: a plain restarted loop over the first 47
 //! positions after `min`, then the first candidate that passes the mask of
 //! its region (strict before `avg`, loose after), else `max`. The result is
-//! identical to `fastcdc::v2020::cut` by construction, and the proptests in
-//! `tests/chunking.rs` check it against the crate on random data and
-//! parameters; the golden files pin the cut points.
+//! identical to `fastcdc::v2020::cut` by construction, and the tests in
+//! `tests/reference.rs` check it against the crate on random data and
+//! parameters; the golden files in `tests/golden/` pin the cut points.
 
 use fastcdc::v2020::{get_gear_with_seed, select_masks, Normalization};
 use std::borrow::Cow;
