@@ -191,28 +191,23 @@ impl Chunker {
     /// window in memory. Cutting and hashing of a window run in parallel.
     pub fn chunk_reader<R: Read>(&self, mut reader: R) -> io::Result<Vec<ChunkRef>> {
         let window = self.window();
-        let mut buf = vec![0u8; window];
-        let mut filled = 0;
-        let mut eof = false;
+        // Grows towards the window only as the input fills it: a small
+        // stream costs a small buffer (a zeroed window per call used to
+        // dominate the scan of trees of small files).
+        let mut buf = Vec::new();
         let mut out = Vec::new();
         let mut scratch = CutScratch::default();
         loop {
-            while !eof && filled < window {
-                match reader.read(&mut buf[filled..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let want = window - buf.len();
+            let got = (&mut reader).take(want as u64).read_to_end(&mut buf)?;
+            let eof = got < want;
             scratch.lens.clear();
-            let pos = self.cut_region(&buf[..filled], eof, true, &mut scratch);
+            let pos = self.cut_region(&buf, eof, true, &mut scratch);
             hash_into(&buf[..pos], &scratch.lens, true, &mut out);
-            if eof && pos == filled {
+            if eof && pos == buf.len() {
                 return Ok(out);
             }
-            buf.copy_within(pos..filled, 0);
-            filled -= pos;
+            buf.drain(..pos);
         }
     }
 }
