@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs clean
+.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs bench-scan clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
@@ -41,6 +41,11 @@ acceptance:
 # Bytes per update and scan speed on the release pairs (docs/benchmarks.md).
 bench-pairs: release
 	scripts/bench-pairs.sh $(FERRY_CORPUS)
+	scripts/bench-scan.sh $(FERRY_CORPUS)
+
+# Chunk + hash throughput of `ferry scan` against b3sum only (N rounds).
+bench-scan: release
+	scripts/bench-scan.sh $(FERRY_CORPUS)
 
 bench:
 	$(CARGO) bench --bench chunking --bench codecs
