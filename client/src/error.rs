@@ -49,6 +49,18 @@ pub enum ClientError {
     Expired { expired_at: u64, now: u64 },
     #[error("{0}")]
     Mismatch(String),
+    #[error(
+        "not enough disk space to build {version} ({needed} bytes) under {}: {source}; \
+         the partial new tree was removed and the old version still runs",
+        path.display()
+    )]
+    DiskFull {
+        version: String,
+        path: PathBuf,
+        needed: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("install directory {}: {reason}", path.display())]
     Install { path: PathBuf, reason: String },
     #[error("{point} hook {command:?} failed: {reason}")]
@@ -85,6 +97,18 @@ impl ClientError {
         }
     }
 
+    /// The disk (or the user's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ClientError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            ClientError::DiskFull { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Seconds the server asked to wait before trying again, if it did.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -109,6 +133,7 @@ impl ClientError {
             ClientError::Expired { .. } => "expired",
             ClientError::Mismatch(_) => "mismatch",
             ClientError::Io { .. } | ClientError::Scan(_) => "io",
+            ClientError::DiskFull { .. } => "disk-full",
             ClientError::Install { .. } => "install",
             ClientError::Hook { .. } => "hook",
             ClientError::Internal(_) => "internal",

@@ -235,6 +235,11 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(la, lb, "trees {} and {} differ", a.display(), b.display());
 }
 
+/// Whether two trees are identical (see [`assert_same_tree`]).
+pub fn same_tree(a: &Path, b: &Path) -> bool {
+    a.is_dir() && b.is_dir() && listing(a) == listing(b)
+}
+
 fn listing(root: &Path) -> Vec<(String, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
