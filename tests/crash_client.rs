@@ -22,45 +22,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Version 1 of the crash-test app: many small files so an update fetches
-/// enough chunks to kill it at many places in between.
-fn make_crash_v1(dir: &Path) {
-    let mut r = rng(51);
-    for i in 0..24 {
-        write(
-            &dir.join(format!("lib/mod{i:02}.bin")),
-            &random_bytes(&mut r, 40 * 1024),
-        );
-    }
-    for i in 0..10 {
-        write(
-            &dir.join(format!("share/page{i}.txt")),
-            &text_bytes(&mut r, 3_000 + i * 501),
-        );
-    }
-    write(&dir.join("bin/app"), &random_bytes(&mut r, 20_000));
-    set_exec(&dir.join("bin/app"));
-    std::fs::create_dir_all(dir.join("var/empty")).unwrap();
-    std::os::unix::fs::symlink("mod00.bin", dir.join("lib/current.bin")).unwrap();
-}
-
-/// Version 2: half the modules rewritten, two pages edited, one added, one
-/// removed.
-fn make_crash_v2(v1: &Path, dir: &Path) {
-    copy_tree(v1, dir);
-    let mut r = rng(52);
-    for i in 0..12 {
-        write(
-            &dir.join(format!("lib/mod{i:02}.bin")),
-            &random_bytes(&mut r, 40 * 1024),
-        );
-    }
-    write(&dir.join("share/page1.txt"), &text_bytes(&mut r, 4_000));
-    write(&dir.join("share/page2.txt"), &text_bytes(&mut r, 4_500));
-    write(&dir.join("share/new.txt"), &text_bytes(&mut r, 6_000));
-    std::fs::remove_file(dir.join("share/page9.txt")).unwrap();
-}
-
 struct Fixture {
     _t: tempfile::TempDir,
     root: PathBuf,
@@ -85,8 +46,8 @@ fn fixture() -> Fixture {
     let server = Server::start(&root.join("data"));
     let key = keygen(&root, "k");
     let (v1, v2) = (root.join("v1"), root.join("v2"));
-    make_crash_v1(&v1);
-    make_crash_v2(&v1, &v2);
+    make_many_v1(&v1);
+    make_many_v2(&v1, &v2);
     let template = root.join("template");
     let f = Fixture {
         _t: t,

@@ -178,7 +178,9 @@ impl Store {
             batch.put_cf(self.cf(CF_CHUNKS), c.id().0, c.value());
             new += 1;
         }
+        ferry_failpoint::hit("store.chunks_before_write");
         self.db.write(batch)?;
+        ferry_failpoint::hit("store.chunks_written");
         Ok(new)
     }
 
@@ -268,7 +270,9 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_MANIFESTS), id.0, envelope);
         batch.put_cf(self.cf(CF_VERSIONS), vkey, id.0);
+        ferry_failpoint::hit("store.manifest_before_write");
         self.db.write_opt(batch, &synced())?;
+        ferry_failpoint::hit("store.manifest_written");
         Ok(true)
     }
 
@@ -371,7 +375,9 @@ impl Store {
             keys::history(&record.app, &record.channel, record.sequence),
             envelope,
         );
+        ferry_failpoint::hit("store.channel_before_write");
         self.db.write_opt(batch, &synced())?;
+        ferry_failpoint::hit("store.channel_written");
         Ok(())
     }
 
