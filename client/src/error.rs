@@ -20,6 +20,12 @@ pub enum ClientError {
         /// Seconds the server asked us to wait (`Retry-After`).
         retry_after: Option<u64>,
     },
+    #[error("{what}: gave up after {attempts} attempts: {source}")]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        source: Box<ClientError>,
+    },
     #[error("{what}: response larger than {max} bytes")]
     TooLarge { what: String, max: u64 },
     #[error("{what}: {reason}")]
@@ -113,6 +119,7 @@ impl ClientError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ClientError::Server { retry_after, .. } => *retry_after,
+            ClientError::GaveUp { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -123,6 +130,7 @@ impl ClientError {
             ClientError::InvalidUrl { .. } | ClientError::Usage(_) => "usage",
             ClientError::Connect { .. } | ClientError::Timeout { .. } => "network",
             ClientError::Server { .. } => "server",
+            ClientError::GaveUp { source, .. } => source.class(),
             ClientError::TooLarge { .. }
             | ClientError::Protocol { .. }
             | ClientError::Decode(_)
@@ -145,6 +153,19 @@ impl ClientError {
         match self {
             ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
             ClientError::Server { status, .. } => *status >= 500 || *status == 429,
+            ClientError::Protocol { reason, .. } => reason.starts_with("connection"),
+            ClientError::Frame(ferry_protocol::FrameError::Truncated) => true,
+            ClientError::GaveUp { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The connection failed (refused, cut, silent): worth retrying the
+    /// request at once, with a short backoff. Server answers (503 and
+    /// friends) are not: the caller decides how long to wait for those.
+    pub fn is_network(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
             ClientError::Protocol { reason, .. } => reason.starts_with("connection"),
             ClientError::Frame(ferry_protocol::FrameError::Truncated) => true,
             _ => false,

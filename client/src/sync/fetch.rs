@@ -100,8 +100,15 @@ async fn run_stream(
             (got, Err(e)) => {
                 next += got;
                 failures = if got > 0 { 1 } else { failures + 1 };
-                if !e.is_transient() || failures >= ATTEMPTS {
+                if !e.is_transient() {
                     return Err(e);
+                }
+                if failures >= ATTEMPTS {
+                    return Err(ClientError::GaveUp {
+                        what: "chunk fetch".into(),
+                        attempts: failures,
+                        source: Box::new(e),
+                    });
                 }
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 let delay = Duration::from_millis(250 << failures.min(5));

@@ -8,7 +8,7 @@ use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
 
 use super::SyncOptions;
 use crate::error::ClientError;
-use crate::http::Http;
+use crate::http::{with_retries, Http};
 use crate::install::{InstallState, Layout, Seen};
 
 /// Fetches the channel record (conditionally, when one is kept), verifies
@@ -27,9 +27,10 @@ pub(super) async fn accept_record(
         (Some(s), Some(k)) if blake3::hash(k).to_hex().as_str() == s.record_hash => s.etag.clone(),
         _ => None,
     };
-    let fetched = http
-        .get_channel(&o.app, &o.channel, etag.as_deref())
-        .await?;
+    let fetched = with_retries("channel record", || {
+        http.get_channel(&o.app, &o.channel, etag.as_deref())
+    })
+    .await?;
     let (bytes, etag) = match fetched {
         Some(f) => (f.bytes.to_vec(), f.etag),
         None => match kept {
@@ -123,9 +124,11 @@ pub(super) async fn get_manifest(
                 let env = Envelope::decode(&bytes, usize::MAX).ok()?;
                 (ManifestId::of(&env.body) == b).then_some((b, bytes))
             });
-            http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
-                .await?
-                .to_vec()
+            with_retries("manifest", || {
+                http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
+            })
+            .await?
+            .to_vec()
         }
     };
     let env = Envelope::decode(&bytes, usize::MAX)?;
