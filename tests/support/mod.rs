@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -300,7 +301,8 @@ pub fn same_tree(a: &Path, b: &Path) -> bool {
     a.is_dir() && b.is_dir() && listing(a) == listing(b)
 }
 
-fn listing(root: &Path) -> Vec<(String, String)> {
+/// Every path under `root` with its type and content hash (or link target).
+pub fn listing(root: &Path) -> Vec<(String, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
