@@ -704,7 +704,7 @@ fn paths_that_escape_or_collide_are_refused_before_anything_is_written() {
             "reserved",
         ),
     ];
-    for (i, (what, entries, expect)) in cases.into_iter().enumerate() {
+    for (what, entries, expect) in cases {
         let scene = w.offer("6.6.6", entries, &[EVIL, b"x"]);
         w.refuses(what, scene, &[expect], Stage::Manifest);
     }

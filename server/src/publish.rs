@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferry_protocol::channel::MAX_CHANNEL_BYTES;
 use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
 use ferry_protocol::messages::PublishResponse;
+use ferry_protocol::names::{validate_app, validate_channel};
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
 use ferry_store::Store;
@@ -110,6 +111,8 @@ pub async fn put_channel(
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, ApiError> {
     require_push_token(req.headers(), st.config.push_token.as_deref())?;
+    validate_app(app).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    validate_channel(channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
     require_content_type(req.headers(), CBOR)?;
     let max = MAX_CHANNEL_BYTES + ENVELOPE_SLACK;
     let body = read_limited(req.into_body(), max, "channel record").await?;
