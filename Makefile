@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs clean
+.PHONY: demo test build release fmt lint deps acceptance bench bench-pairs fuzz load clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
@@ -44,6 +44,13 @@ bench-pairs: release
 
 bench:
 	$(CARGO) bench --bench chunking --bench codecs
+
+# Every cargo-fuzz target for FUZZ_SECONDS (default 60) each, from a seed
+# corpus of real encodings; crashes are kept in fuzz/regressions/ (nightly +
+# cargo-fuzz; without nightly, the stable corpus checks only).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean
