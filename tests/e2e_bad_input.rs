@@ -207,6 +207,7 @@ fn every_endpoint_refuses_bad_input_with_a_clear_4xx_and_stores_nothing() {
         issued_at: unix_now(),
         expires_at: None,
         policy: Default::default(),
+        keys: Vec::new(),
     };
     let stranger_record = stranger.sign(KIND_CHANNEL, rec.encode()).encode();
     let other_app_record = publisher

@@ -102,6 +102,7 @@ fn record_of(app: &str, channel: &str, seq: u64, version: &str, id: ManifestId) 
         issued_at: unix_now(),
         expires_at: None,
         policy: Default::default(),
+        keys: Vec::new(),
     }
 }
 

@@ -104,6 +104,7 @@ fn sample_record(seq: u64, policy: Policy) -> ChannelRecord {
         issued_at: 1_700_000_000,
         expires_at: Some(1_800_000_000),
         policy,
+        keys: Vec::new(),
     }
 }
 

@@ -250,7 +250,8 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
 
     // 3. The manifest.
     let base = state.current.as_ref().and_then(|c| c.id().ok());
-    let manifest = get_manifest(http, &layout, &o.app, &offer, &o.trusted, base).await?;
+    let trusted = state.trusted_keys(&o.trusted);
+    let manifest = get_manifest(http, &layout, &o.app, &offer, &trusted, base).await?;
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());

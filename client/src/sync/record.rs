@@ -3,6 +3,7 @@
 //! expiry and mix-and-match.
 
 use ferry_protocol::rollout::Target;
+use ferry_protocol::rotation::check_rotation;
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
 
@@ -45,8 +46,33 @@ pub(super) async fn accept_record(
     };
     let record_hash = blake3::hash(&bytes).to_hex().to_string();
     let env = Envelope::decode(&bytes, usize::MAX)?;
-    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
+    let trusted = state.trusted_keys(&o.trusted);
+    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &trusted)?)?;
     check_record(&record, o, seen.as_ref(), &record_hash, now)?;
+    if !record.keys.is_empty() {
+        let revoked = check_rotation(&env, &record, &trusted)
+            .map_err(|e| ClientError::Mismatch(format!("refusing channel record: {e}")))?;
+        if state.keys.rotated
+            != record
+                .keys
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+        {
+            tracing::warn!(
+                "publisher keys rotated by record {} of {}: now trusting {}",
+                record.sequence,
+                o.channel,
+                record
+                    .keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        state.rotate_keys(&record.keys, &revoked, record.sequence, &o.channel);
+    }
     if seen.as_ref().map(|s| &s.record_hash) != Some(&record_hash) {
         crate::install::write_atomic(&layout.record_file(&o.channel), &bytes)?;
     }
@@ -167,6 +193,7 @@ mod tests {
             issued_at: 0,
             expires_at: None,
             policy: Default::default(),
+            keys: Vec::new(),
         }
     }
 
