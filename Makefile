@@ -52,5 +52,13 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
+# 1,000 sync clients updating at once from one server on loopback (bounded:
+# 15 min at most); prints throughput, p50/p99 latency, 503s and the server's
+# peak RSS, and writes them to target/load-report.json.
+LOAD_CLIENTS ?= 1000
+load:
+	FERRY_LOAD_CLIENTS=$(LOAD_CLIENTS) FERRY_LOAD_REPORT=$(CURDIR)/target/load-report.json \
+	  $(CARGO) test --workspace --test load -- --ignored --nocapture load_1000
+
 clean:
 	$(CARGO) clean

@@ -120,6 +120,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (up to `secs`) for the server to exit by itself, e.g. killed
     /// by a failpoint; `None` if it is still running.
     pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
