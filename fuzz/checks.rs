@@ -18,9 +18,12 @@ use ferry_protocol::rollout::{decide, ClientView};
 use ferry_protocol::signed::KIND_MANIFEST;
 use ferry_protocol::{names, ChannelRecord, ChunkId, ChunkerParams, Envelope, Manifest};
 
+/// A property over one input; panics when it fails.
+pub type Check = fn(&[u8]);
+
 /// Every target, by name (the directory names under `fuzz/corpus/` and
 /// `fuzz/regressions/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("manifest_decode", manifest_decode),
     ("channel_record_decode", channel_record_decode),
     ("envelope_decode", envelope_decode),

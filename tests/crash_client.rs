@@ -220,7 +220,7 @@ fn run_trial(f: &Fixture, i: usize, t: &Trial, (chunks, raw, down): (u64, u64, u
     let expect = if is_new { "2.0.0" } else { "1.0.0" };
     // Half the trials check with `verify` first (which completes an
     // interrupted switch itself), half let the rerun recover.
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let v = verify_json(&inst);
         assert_eq!(v["version"], expect, "{what}: {v}");
         assert_eq!(v["clean"], true, "{what}: {v}");

@@ -371,10 +371,11 @@ impl World {
             .filter(|(p, _)| {
                 let record = p == ".ferry/state.json" || p.starts_with(".ferry/records/");
                 let manifest = p.starts_with(".ferry/manifests/");
-                !p.starts_with(".ferry/staging")
-                    && !p.starts_with(".ferry/trash")
-                    && !(stage != Stage::Record && record)
-                    && !(stage == Stage::Chunks && manifest)
+                let scratch = p.starts_with(".ferry/staging") || p.starts_with(".ferry/trash");
+                let may_change = scratch
+                    || (record && stage != Stage::Record)
+                    || (manifest && stage == Stage::Chunks);
+                !may_change
             })
             .collect()
     }
