@@ -41,6 +41,9 @@ fn rotation_moves_server_and_clients_to_the_new_key_and_revokes_the_old() {
     // The client's configuration pins the old key, and keeps doing so.
     let sync = |url: &str| ferry(&sync_args(url, &s(&inst), &old.public));
     assert!(sync(&server.url).status.success());
+    // Another client, away during the whole rotation.
+    let away = t.path().join("away");
+    ferry_ok(&sync_args(&server.url, &s(&away), &old.public));
 
     // Before the rotation the new key is nobody.
     let err = ferry_err(&push_args(&s(&v2), &server.url, "1.1.0", &s(&new.path)));
@@ -78,6 +81,16 @@ fn rotation_moves_server_and_clients_to_the_new_key_and_revokes_the_old() {
     let r = json(&String::from_utf8_lossy(&sync(&server.url).stdout));
     assert_eq!(r["version"], "1.1.0", "{r}");
     assert_same_tree(&v2, &inst.join("current"));
+    // The client that was away sees only a record signed by the new key:
+    // it follows the rotation in the channel's history, then installs.
+    let out = ferry(&sync_args(&server.url, &s(&away), &old.public));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("following a key rotation"));
+    assert_same_tree(&v2, &away.join("current"));
 
     // The old key (say it was stolen) can no longer publish here...
     let err = ferry_err(&push_args(&s(&v3), &server.url, "6.6.6", &s(&old.path)));

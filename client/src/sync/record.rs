@@ -46,7 +46,17 @@ pub(super) async fn accept_record(
     };
     let record_hash = blake3::hash(&bytes).to_hex().to_string();
     let env = Envelope::decode(&bytes, usize::MAX)?;
-    let trusted = state.trusted_keys(&o.trusted);
+    let mut trusted = state.trusted_keys(&o.trusted);
+    if let Err(ferry_protocol::SignatureError::Untrusted { .. }) =
+        env.verify(KIND_CHANNEL, &trusted)
+    {
+        // Perhaps signed by a key announced while this client was away:
+        // follow the rotations in the channel's history that the keys it
+        // trusts can verify, then check again.
+        if follow_rotations(http, state, o, seen.as_ref().map_or(0, |s| s.sequence)).await? {
+            trusted = state.trusted_keys(&o.trusted);
+        }
+    }
     let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &trusted)?)?;
     check_record(&record, o, seen.as_ref(), &record_hash, now)?;
     if !record.keys.is_empty() {
@@ -88,6 +98,64 @@ pub(super) async fn accept_record(
         },
     );
     Ok(record)
+}
+
+/// Records of the channel's history looked at when catching up on missed
+/// key rotations.
+const ROTATION_HISTORY: usize = 1000;
+
+/// Applies, oldest first, every key rotation in the channel's history newer
+/// than `after` that the keys trusted at that point verify (each one can
+/// hand trust on to the next, as TUF clients walk root metadata). Returns
+/// whether any was applied. Records are checked like the current one
+/// (signature, app, channel); none of them is installed from.
+async fn follow_rotations(
+    http: &Http,
+    state: &mut InstallState,
+    o: &SyncOptions,
+    after: u64,
+) -> Result<bool, ClientError> {
+    let history = match with_retries("channel history", || {
+        http.get_history(&o.app, &o.channel, ROTATION_HISTORY)
+    })
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!("no history to follow key rotations: {e}");
+            return Ok(false);
+        }
+    };
+    let mut applied = false;
+    for bytes in history {
+        let Ok(env) = Envelope::decode(&bytes, usize::MAX) else {
+            continue;
+        };
+        let trusted = state.trusted_keys(&o.trusted);
+        let Ok(body) = env.verify(KIND_CHANNEL, &trusted) else {
+            continue;
+        };
+        let Ok(rec) = ChannelRecord::decode(body) else {
+            continue;
+        };
+        if rec.keys.is_empty()
+            || rec.sequence <= after
+            || rec.app != o.app
+            || rec.channel != o.channel
+        {
+            continue;
+        }
+        if let Ok(revoked) = check_rotation(&env, &rec, &trusted) {
+            tracing::warn!(
+                "following a key rotation missed earlier (record {} of {})",
+                rec.sequence,
+                o.channel
+            );
+            state.rotate_keys(&rec.keys, &revoked, rec.sequence, &o.channel);
+            applied = true;
+        }
+    }
+    Ok(applied)
 }
 
 /// The checks a signed record must pass beyond its signature.
