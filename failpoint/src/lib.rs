@@ -12,7 +12,7 @@
 //!   returns "No space left on device".
 //!
 //! `FERRY_FAILPOINT_LOG=FILE` appends every point reached to FILE, one
-//! `kill NAME` or `io NAME` line each, in the order reached, so a test can enumerate the points a run passes
+//! `kill NAME [BYTES]` or `io NAME` line each, in the order reached, so a test can enumerate the points a run passes
 //! before choosing where to kill it. When neither variable is set a call
 //! costs one atomic load and a branch.
 
@@ -78,14 +78,17 @@ fn config() -> Option<&'static Config> {
         .as_ref()
 }
 
-fn reached(c: &Config, name: &str, action: Action) -> Option<u64> {
+fn reached(c: &Config, name: &str, action: Action, bytes: Option<u64>) -> Option<u64> {
     if let Some(log) = &c.log {
         if let Ok(mut f) = log.lock() {
             let kind = match action {
                 Action::Kill => "kill",
                 Action::NoSpace => "io",
             };
-            let _ = writeln!(f, "{kind} {name}");
+            let _ = match bytes {
+                Some(b) => writeln!(f, "{kind} {name} {b}"),
+                None => writeln!(f, "{kind} {name}"),
+            };
         }
     }
     let spec = c.spec.as_ref()?;
@@ -98,8 +101,19 @@ fn reached(c: &Config, name: &str, action: Action) -> Option<u64> {
 /// A crash point: SIGKILLs the process at the configured hit.
 #[inline]
 pub fn hit(name: &str) {
+    hit_after(name, None)
+}
+
+/// A crash point after `bytes` bytes of work (logged, so a test can tell
+/// how much was done before a kill).
+#[inline]
+pub fn hit_bytes(name: &str, bytes: u64) {
+    hit_after(name, Some(bytes))
+}
+
+fn hit_after(name: &str, bytes: Option<u64>) {
     let Some(c) = config() else { return };
-    if let Some(n) = reached(c, name, Action::Kill) {
+    if let Some(n) = reached(c, name, Action::Kill, bytes) {
         if c.spec.as_ref().is_some_and(|s| s.at == n) {
             kill_self();
         }
@@ -111,7 +125,7 @@ pub fn hit(name: &str) {
 #[inline]
 pub fn io(name: &str) -> std::io::Result<()> {
     let Some(c) = config() else { return Ok(()) };
-    match reached(c, name, Action::NoSpace) {
+    match reached(c, name, Action::NoSpace, None) {
         Some(n) if c.spec.as_ref().is_some_and(|s| n >= s.at) => {
             Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
         }

@@ -512,7 +512,7 @@ pub(crate) async fn build_tree(
         Some(pos) => {
             ferry_failpoint::io("client.chunk_write").map_err(|e| ClientError::io(&st.root, e))?;
             st.write_chunk(&chunk, pos)?;
-            ferry_failpoint::hit("client.chunk_written");
+            ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
             Ok(())
         }
         None => Err(ClientError::protocol(
