@@ -32,6 +32,7 @@ pub mod names;
 pub mod params;
 pub mod report;
 pub mod rollout;
+pub mod rotation;
 pub mod signed;
 pub mod version_order;
 

@@ -9,10 +9,10 @@ use ferry_protocol::frame::{encode_end, encode_header, encode_missing, FRAME_HEA
 use ferry_protocol::group_plan::Item;
 use ferry_protocol::messages::{FetchRequest, IdList, MAX_ID_LIST_BODY};
 use ferry_protocol::ChunkId;
-use rayon::prelude::*;
 use http::{header, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use rayon::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::api::{blocking, frame_from_stored, CBOR, CHUNKS};

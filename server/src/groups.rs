@@ -170,7 +170,9 @@ impl Groups {
             return;
         }
         while c.bytes + w > self.config.cache_bytes {
-            let Some(old) = c.order.pop_front() else { break };
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
             if let Some(v) = c.map.remove(&old) {
                 c.bytes -= v.weight();
             }

@@ -44,6 +44,7 @@ pub async fn upload(
             })
             .collect();
         let verified = verified?;
+        ferry_failpoint::hit("server.upload_verified");
         let total = verified.len() as u64;
         let stored = store.put_chunks(&verified)?;
         Ok(UploadResponse {

@@ -154,8 +154,15 @@ impl Stream {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures = if got > 0 { 1 } else { failures + 1 };
-                    if !e.is_transient() || failures >= ATTEMPTS {
+                    if !e.is_transient() {
                         return Err(e);
+                    }
+                    if failures >= ATTEMPTS {
+                        return Err(ClientError::GaveUp {
+                            what: "chunk fetch".into(),
+                            attempts: failures,
+                            source: Box::new(e),
+                        });
                     }
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     let delay = Duration::from_millis(250 << failures.min(5));

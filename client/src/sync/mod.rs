@@ -256,7 +256,8 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
 
     // 3. The manifest.
     let base = state.current.as_ref().and_then(|c| c.id().ok());
-    let manifest = get_manifest(http, &layout, &o.app, &offer, &o.trusted, base).await?;
+    let trusted = state.trusted_keys(&o.trusted);
+    let manifest = get_manifest(http, &layout, &o.app, &offer, &trusted, base).await?;
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());
@@ -306,7 +307,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         .iter()
         .filter_map(FileJob::from_entry)
         .collect();
-    let built = build_tree(
+    let built = match build_tree(
         http,
         staging.clone(),
         jobs,
@@ -316,7 +317,14 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         o.streams,
         o.quiet,
     )
-    .await?;
+    .await
+    {
+        Ok(b) => b,
+        Err(e) if e.is_disk_full() => {
+            return Err(disk_full(&layout, &staging, &offer.version, &manifest, e))
+        }
+        Err(e) => return Err(e),
+    };
     report.chunks_fetched = built.chunks_fetched;
     report.chunks_grouped = built.chunks_grouped;
     report.bytes_fetched_raw = built.bytes_fetched_raw;
@@ -412,6 +420,31 @@ fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
     r
 }
 
+/// A build that filled the disk: the partial tree is deleted (a full disk
+/// hurts the running version more than a resumable download helps), and
+/// the error says how much the version needs.
+fn disk_full(
+    layout: &Layout,
+    staging: &Path,
+    version: &str,
+    manifest: &ferry_protocol::Manifest,
+    e: ClientError,
+) -> ClientError {
+    let source = match e {
+        ClientError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    if let Err(err) = layout.discard(staging) {
+        tracing::warn!("could not remove the partial tree: {err}");
+    }
+    ClientError::DiskFull {
+        version: version.to_string(),
+        path: layout.root.clone(),
+        needed: manifest.total_size(),
+        source,
+    }
+}
+
 /// Staging trees of other targets are abandoned work: delete them.
 fn clear_other_staging(layout: &Layout, keep: &Path) {
     if let Ok(rd) = std::fs::read_dir(layout.staging_root()) {
@@ -495,7 +528,12 @@ pub(crate) async fn build_tree(
     let pending = Arc::new(pending);
     let (st, pe) = (staging.clone(), pending.clone());
     let sink: fetch::Sink = Arc::new(move |chunk| match pe.get(&chunk.id()) {
-        Some(pos) => st.write_chunk(&chunk, pos),
+        Some(pos) => {
+            ferry_failpoint::io("client.chunk_write").map_err(|e| ClientError::io(&st.root, e))?;
+            st.write_chunk(&chunk, pos)?;
+            ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
+            Ok(())
+        }
         None => Err(ClientError::protocol(
             "chunk fetch",
             "server sent a chunk nobody asked for",
@@ -504,8 +542,10 @@ pub(crate) async fn build_tree(
     let fstats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await?;
     bar.finish_and_clear();
 
+    ferry_failpoint::hit("client.fetched");
     let (st, en) = (staging.clone(), entries.clone());
     tokio::task::spawn_blocking(move || st.finalize(&en)).await??;
+    ferry_failpoint::hit("client.finalized");
     use std::sync::atomic::Ordering::Relaxed;
     Ok(Built {
         chunks_fetched: fstats.chunks.load(Relaxed),
