@@ -204,7 +204,10 @@ fn run_trial(f: &Fixture, i: usize, t: &Trial, (chunks, raw, down): (u64, u64, u
         .output()
         .unwrap();
     let (mut chunks_written, mut bytes_written) = (0u64, 0u64);
-    for line in std::fs::read_to_string(&log_file).unwrap_or_default().lines() {
+    for line in std::fs::read_to_string(&log_file)
+        .unwrap_or_default()
+        .lines()
+    {
         if let Some(b) = line.strip_prefix("kill client.chunk_written ") {
             chunks_written += 1;
             bytes_written += b.parse::<u64>().unwrap();

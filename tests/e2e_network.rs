@@ -133,7 +133,10 @@ fn connections_cut_mid_stream_resume_from_the_last_complete_chunk() {
     // max at these settings, plus its frame header).
     let f = fixture_with(&["--group-level", "0"]);
     let extra = cut_twice(&f);
-    assert!(extra <= 2 * (16 * 1024 + 64), "{extra} bytes more than a clean update");
+    assert!(
+        extra <= 2 * (16 * 1024 + 64),
+        "{extra} bytes more than a clean update"
+    );
 }
 
 #[test]
@@ -142,9 +145,16 @@ fn connections_cut_mid_stream_resume_from_the_last_complete_group() {
     // which covers at most one 1 MiB cell of one file and is never larger
     // than its chunks sent singly.
     let f = fixture();
-    assert!(f.clean["chunks_grouped"].as_u64().unwrap() > 0, "{}", f.clean);
+    assert!(
+        f.clean["chunks_grouped"].as_u64().unwrap() > 0,
+        "{}",
+        f.clean
+    );
     let extra = cut_twice(&f);
-    assert!(extra <= 2 * ((1 << 20) + 1024), "{extra} bytes more than a clean update");
+    assert!(
+        extra <= 2 * ((1 << 20) + 1024),
+        "{extra} bytes more than a clean update"
+    );
 }
 
 #[test]
