@@ -41,6 +41,9 @@ pub struct PlanParams {
     pub proportional_after: u64,
     /// How many chunks to look at on each side of a run for an anchor.
     pub anchor_reach: usize,
+    /// Compress against the old version at all (off: groups only share
+    /// compression context; for measuring what references add).
+    pub references: bool,
 }
 
 impl Default for PlanParams {
@@ -51,6 +54,7 @@ impl Default for PlanParams {
             proportional_before: 1 << 20,
             proportional_after: 2 << 20,
             anchor_reach: 16,
+            references: true,
         }
     }
 }
@@ -279,6 +283,9 @@ impl Transition {
     /// The window of the old file to compress chunks `first..first+count`
     /// of `f` against.
     fn reference(&self, f: &FileView, first: usize, count: usize) -> Option<RefRange> {
+        if !self.params.references {
+            return None;
+        }
         let old_entry = *self.old_file.get(&f.entry)?;
         let old = self.have[old_entry as usize].as_ref()?;
         let start = f.offsets[first];

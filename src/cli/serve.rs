@@ -53,6 +53,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ferry_server::groups::DEFAULT_GROUP_LEVEL,
           value_parser = clap::value_parser!(i32).range(0..=22))]
     pub group_level: i32,
+    /// Compress groups against the client's installed version (off: groups
+    /// only share compression context; for benchmarks).
+    #[arg(long, hide = true, default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_references: bool,
     /// MiB of encoded group frames kept in memory.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     pub group_cache_mb: u32,
@@ -86,7 +90,10 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             groups: ferry_server::groups::GroupConfig {
                 level: a.group_level,
                 cache_bytes: (a.group_cache_mb as usize) << 20,
-                ..Default::default()
+                plan: ferry_protocol::group_plan::PlanParams {
+                    references: a.group_references,
+                    ..Default::default()
+                },
             },
             ..ServerConfig::default()
         },
