@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-integration build release fmt lint deps acceptance bench bench-pairs sizing clean
+.PHONY: demo test test-integration build release fmt lint deps acceptance bench bench-pairs bench-scan sizing fuzz load clean
 
 demo: deps
 	$(CARGO) run --release --bin ferry -- demo
@@ -46,6 +46,11 @@ acceptance:
 # Bytes per update and scan speed on the release pairs (docs/benchmarks.md).
 bench-pairs: release
 	scripts/bench-pairs.sh $(FERRY_CORPUS)
+	scripts/bench-scan.sh $(FERRY_CORPUS)
+
+# Chunk + hash throughput of `ferry scan` against b3sum only (N rounds).
+bench-scan: release
+	scripts/bench-scan.sh $(FERRY_CORPUS)
 
 bench:
 	$(CARGO) bench --bench chunking --bench codecs
@@ -54,6 +59,20 @@ bench:
 # (wrk on loopback, bounded runs; docs/benchmarks.md). Needs wrk.
 sizing: release
 	scripts/sizing.sh target/release/ferry
+# Every cargo-fuzz target for FUZZ_SECONDS (default 60) each, from a seed
+# corpus of real encodings; crashes are kept in fuzz/regressions/ (nightly +
+# cargo-fuzz; without nightly, the stable corpus checks only).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+# 1,000 sync clients updating at once from one server on loopback (bounded:
+# 15 min at most); prints throughput, p50/p99 latency, 503s and the server's
+# peak RSS, and writes them to target/load-report.json.
+LOAD_CLIENTS ?= 1000
+load:
+	FERRY_LOAD_CLIENTS=$(LOAD_CLIENTS) FERRY_LOAD_REPORT=$(CURDIR)/target/load-report.json \
+	  $(CARGO) test --workspace --test load -- --ignored --nocapture load_1000
 
 clean:
 	$(CARGO) clean

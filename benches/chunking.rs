@@ -1,10 +1,14 @@
 //! Criterion benchmarks of the ingest path on seeded, reproducible inputs:
-//! cut points only, cut points + BLAKE3, and zstd compression of chunks.
+//! cut points only (Ferry's search, one thread, and the `fastcdc` crate's
+//! `cut` it replaced, as the before figure of the same run), cut points +
+//! BLAKE3 on all threads, BLAKE3 alone over the same chunks and over the
+//! whole buffer (what `b3sum` does), and zstd compression of chunks.
 //! Run with `make bench`; compare runs with criterion's `--save-baseline` /
 //! `--baseline`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferry_chunker::Chunker;
+use fastcdc::v2020::{cut, select_masks, Normalization};
+use ferry_chunker::{hash_lengths, Chunker};
 use ferry_protocol::ChunkerParams;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,20 +19,52 @@ fn input(len: usize) -> Vec<u8> {
     v
 }
 
+/// The cut points Ferry had before its own search: fastcdc 5.0.0's `cut`,
+/// chunk by chunk (normalization level 1).
+fn fastcdc_lengths(p: ChunkerParams, data: &[u8]) -> Vec<u32> {
+    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+    let (ms, ml) = select_masks(avg, Normalization::Level1);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let (_, len) = cut(&data[pos..], min, avg, max, ms, ml, ms << 1, ml << 1);
+        out.push(len as u32);
+        pos += len;
+    }
+    out
+}
+
 fn chunking(c: &mut Criterion) {
     let data = input(32 << 20);
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
     for avg in [16 * 1024u32, 64 * 1024] {
-        let chunker = Chunker::new(ChunkerParams::with_avg(avg).unwrap()).unwrap();
+        let params = ChunkerParams::with_avg(avg).unwrap();
+        let chunker = Chunker::new(params).unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("fastcdc_crate_cut_points", avg),
+            &data,
+            |b, d| b.iter(|| fastcdc_lengths(params, d).len()),
+        );
         g.bench_with_input(BenchmarkId::new("cut_points", avg), &data, |b, d| {
             b.iter(|| chunker.cut_lengths(d).len())
         });
         g.bench_with_input(BenchmarkId::new("cut_and_hash", avg), &data, |b, d| {
             b.iter(|| chunker.chunk_bytes(d).len())
         });
+        let lens = chunker.cut_lengths(&data);
+        g.bench_with_input(BenchmarkId::new("hash_only", avg), &data, |b, d| {
+            b.iter(|| hash_lengths(d, &lens).len())
+        });
     }
+    g.bench_with_input(BenchmarkId::new("blake3_whole_buffer", 0), &data, |b, d| {
+        b.iter(|| {
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(d);
+            h.finalize()
+        })
+    });
     g.finish();
 }
 

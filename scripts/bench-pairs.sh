@@ -2,17 +2,17 @@
 # Measures what docs/benchmarks.md reports, on the release pairs fetched by
 # ../shared/corpus/fetch-corpus.sh: bytes a `ferry sync` downloads from old
 # to new against the whole new version (zstd -3), the changed files only
-# (zstd -3) and an rsync batch (zstd -3); and chunk+hash throughput of
-# `ferry scan` against `b3sum --num-threads 2` on the same files, same run.
+# (zstd -3) and an rsync batch (zstd -3). Chunk+hash throughput against
+# b3sum is scripts/bench-scan.sh (`make bench-pairs` runs both).
 #
 # Usage: scripts/bench-pairs.sh CORPUS_DIR [PAIR ...]   (from the project root)
-# Needs: a release build (make release), zstd, rsync, b3sum, python3.
+# Needs: a release build (make release), zstd, rsync, python3.
 set -euo pipefail
 CORPUS=${1:?usage: scripts/bench-pairs.sh CORPUS_DIR [PAIR ...]}; shift
 PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(numpy pandas pyarrow typescript ts-nightly)
 F=$PWD/target/release/ferry
 [ -x "$F" ] || { echo "no release build: run make release" >&2; exit 1; }
-for t in zstd rsync b3sum python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
+for t in zstd rsync python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 W=$(mktemp -d); SERVER=
 trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$W"' EXIT
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -27,8 +27,8 @@ changed_tar() {
   tar -C "$2" -cf - -T "$W/changed.txt"
 }
 
-echo "| pair | new version | whole zstd-3 | changed files zstd-3 | rsync batch zstd-3 | ferry sync | ferry / rsync | scan MiB/s | b3sum MiB/s | scan / b3sum |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| pair | new version | whole zstd-3 | changed files zstd-3 | rsync batch zstd-3 | ferry sync | ferry / rsync |"
+echo "|---|---|---|---|---|---|---|"
 for p in "${PAIRS[@]}"; do
   OLD=$(cd "$CORPUS/$p/old" && pwd); NEW=$(cd "$CORPUS/$p/new" && pwd)
   size=$(du -sb "$NEW" | cut -f1)
@@ -49,23 +49,10 @@ for p in "${PAIRS[@]}"; do
   kill $SERVER; wait $SERVER 2>/dev/null || true; SERVER=
   ferry=$(field "$W/s.json" bytes_downloaded)
 
-  # Throughput, warm cache, wall time of each whole command (process start
-  # included for both): best of three for each tool, interleaved.
-  find "$NEW" -type f -print0 > "$W/files"
-  xargs -0 cat < "$W/files" >/dev/null
-  best_scan=0; best_b3=0
-  for _ in 1 2 3; do
-    t0=$(now); "$F" scan "$NEW" --json >/dev/null; t1=$(now)
-    s=$(python3 -c "print($size/1048576/($t1-$t0))")
-    t0=$(now); xargs -0 b3sum --num-threads 2 < "$W/files" >/dev/null; t1=$(now)
-    b=$(python3 -c "print($size/1048576/($t1-$t0))")
-    best_scan=$(python3 -c "print(max($best_scan,$s))"); best_b3=$(python3 -c "print(max($best_b3,$b))")
-  done
-  python3 - "$p" "$size" "$whole" "$changed" "$rsyncb" "$ferry" "$best_scan" "$best_b3" <<'PY'
+  python3 - "$p" "$size" "$whole" "$changed" "$rsyncb" "$ferry" <<'PY'
 import sys
 p, size, whole, changed, rs, ferry = sys.argv[1], *map(int, sys.argv[2:7])
-scan, b3 = map(float, sys.argv[7:9])
 f = lambda n: f"{n:,}"
-print(f"| {p} | {f(size)} | {f(whole)} | {f(changed)} | {f(rs)} | {f(ferry)} | {ferry/rs:.2f} | {scan:.0f} | {b3:.0f} | {scan/b3:.2f} |")
+print(f"| {p} | {f(size)} | {f(whole)} | {f(changed)} | {f(rs)} | {f(ferry)} | {ferry/rs:.2f} |")
 PY
 done

@@ -192,6 +192,32 @@ fn percentage_rollout_pause_and_revert() {
     assert!(first.iter().all(|c| second.contains(c)));
     assert!(second.len() > first.len() && second.len() < clients.len());
 
+    // `ferry sync` reported each update: the status counts who runs what.
+    let out = ferry_ok(&[
+        "status",
+        "--server",
+        &w.server.url,
+        "--app",
+        "demo",
+        "--json",
+    ]);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let counts = &st["channels"][0]["versions"];
+    let ok_of = |v: &str| {
+        counts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["version"] == v)
+            .map_or(0, |c| c["ok"].as_u64().unwrap())
+    };
+    assert_eq!(ok_of("2.0.0"), second.len() as u64, "{st}");
+    assert_eq!(
+        ok_of("1.0.0"),
+        (clients.len() - second.len()) as u64,
+        "{st}"
+    );
+
     // Paused: adopters keep 2.0.0, nobody new adopts it even at 100%.
     w.promote("2.0.0", &["--percent", "100"]);
     let paused = w.publisher("pause");

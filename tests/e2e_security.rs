@@ -169,6 +169,7 @@ fn lower_sequence_is_refused_by_server_and_client() {
         issued_at: unix_now(),
         expires_at: None,
         policy: Default::default(),
+        keys: Vec::new(),
     };
     let bytes = secret.sign(KIND_CHANNEL, rec.encode()).encode();
     let err = rt
@@ -213,6 +214,7 @@ fn plant_manifest(data: &Path, key: &SecretKey, entries: Vec<Entry>, chunks: &[&
         issued_at: unix_now(),
         expires_at: None,
         policy: Default::default(),
+        keys: Vec::new(),
     };
     let renv = key.sign(KIND_CHANNEL, rec.encode()).encode();
     store.put_channel(&renv, &rec).unwrap();

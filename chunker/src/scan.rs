@@ -1,18 +1,32 @@
 //! Scanning a folder into manifest entries: the ingest path of `ferry push`.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_protocol::names::validate_rel_path;
 use ferry_protocol::{ChunkRef, ChunkerParams, Entry, EntryKind};
+use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::cdc::Chunker;
+use crate::cdc::{hash_into, Chunker, CutScratch};
 use crate::error::ScanError;
+
+/// Files from this size on are mapped and cut window by window on all
+/// threads; smaller ones are read into a buffer each thread reuses and cut
+/// and hashed on the thread that read them (other files keep the other
+/// threads busy). Mapping saves a copy of the bytes but costs page-table
+/// set-up and tear-down, which only pays off on big files.
+const MAP_MIN: u64 = 1 << 20;
+
+thread_local! {
+    /// Read buffer and cut scratch of the small-file path, per thread.
+    static SMALL: RefCell<(Vec<u8>, CutScratch)> = RefCell::new(Default::default());
+}
 
 /// Called with the number of bytes read, from any rayon thread.
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -44,11 +58,11 @@ pub struct ScannedTree {
     pub stats: ScanStats,
 }
 
-/// A file's size and chunks (`None` for directories and symlinks).
-type Chunked = Option<(u64, Vec<ChunkRef>)>;
+/// A file's mode bit, size and chunks (`None` for directories and symlinks).
+type Chunked = Option<(bool, u64, Vec<ChunkRef>)>;
 
 enum Found {
-    File { exec: bool },
+    File,
     Dir,
     Symlink(String),
 }
@@ -70,19 +84,7 @@ pub fn scan_tree(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanErr
         .par_iter()
         .with_max_len(1)
         .map(|(rel, kind)| match kind {
-            Found::File { .. } => {
-                let path = root.join(rel);
-                let f = File::open(&path).map_err(|e| ScanError::io(&path, e))?;
-                let reader = Counting {
-                    inner: f,
-                    progress: opts.progress.clone(),
-                };
-                let chunks = chunker
-                    .chunk_reader(reader)
-                    .map_err(|e| ScanError::io(&path, e))?;
-                let size = chunks.iter().map(|c| u64::from(c.len)).sum();
-                Ok(Some((size, chunks)))
-            }
+            Found::File => chunk_file(&chunker, &root.join(rel), &opts.progress).map(Some),
             _ => Ok(None),
         })
         .collect();
@@ -92,7 +94,7 @@ pub fn scan_tree(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanErr
     let mut entries = Vec::with_capacity(found.len());
     for ((path, kind), chunked) in found.into_iter().zip(chunked) {
         let kind = match (kind, chunked?) {
-            (Found::File { exec }, Some((size, chunks))) => {
+            (Found::File, Some((exec, size, chunks))) => {
                 stats.files += 1;
                 stats.bytes += size;
                 stats.chunks += chunks.len() as u64;
@@ -112,7 +114,7 @@ pub fn scan_tree(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanErr
                 stats.symlinks += 1;
                 EntryKind::Symlink { target }
             }
-            (Found::File { .. }, None) => unreachable!("every file was chunked"),
+            (Found::File, None) => unreachable!("every file was chunked"),
         };
         entries.push(Entry { path, kind });
     }
@@ -148,13 +150,8 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<(String, Found)>) -> Result<(), Sc
             out.push((child.clone(), Found::Dir));
             walk(root, &child, out)?;
         } else if ft.is_file() {
-            let meta = item.metadata().map_err(|e| ScanError::io(&full, e))?;
-            out.push((
-                child,
-                Found::File {
-                    exec: is_exec(&meta),
-                },
-            ));
+            // Mode and size come from the open file, on the worker thread.
+            out.push((child, Found::File));
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(|e| ScanError::io(&full, e))?;
             let target = path_to_target(&full, target)?;
@@ -184,18 +181,77 @@ fn is_exec(_meta: &fs::Metadata) -> bool {
     false
 }
 
-/// Reports bytes read to the progress callback.
-struct Counting {
-    inner: File,
-    progress: Option<ProgressFn>,
+/// Opens, reads or maps, cuts and hashes one regular file: its exec bit,
+/// size and chunks. Never follows a symlink (a file replaced by one after
+/// the walk is refused), and the size is what was actually chunked.
+fn chunk_file(
+    chunker: &Chunker,
+    path: &Path,
+    progress: &Option<ProgressFn>,
+) -> Result<(bool, u64, Vec<ChunkRef>), ScanError> {
+    let io_err = |e| ScanError::io(path, e);
+    let mut f = open_no_follow(path).map_err(io_err)?;
+    let meta = f.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(ScanError::Unsupported {
+            path: path.to_path_buf(),
+            reason: "no longer a regular file (changed during the scan)".into(),
+        });
+    }
+    let exec = is_exec(&meta);
+    let report = |n: u64| {
+        if let Some(p) = progress {
+            p(n);
+        }
+    };
+    let mut chunks = Vec::new();
+    if meta.len() >= MAP_MIN {
+        // SAFETY: the map is only read while `f` is open. Like any tool that
+        // maps its input (b3sum, ripgrep), a file truncated by another
+        // process during the scan can end it with SIGBUS; the scan reads a
+        // release folder that nothing should be writing to.
+        let map = unsafe { Mmap::map(&f) }.map_err(io_err)?;
+        chunker.chunk_slice(&map, true, &mut chunks, report);
+    } else {
+        // Read at most MAP_MIN bytes into the thread's buffer, so a file that
+        // grows while it is read cannot take unbounded memory. No rayon call
+        // may run while the buffer is borrowed: a stolen task on this thread
+        // would borrow it again.
+        let grown = SMALL.with(|small| -> Result<Option<Vec<u8>>, ScanError> {
+            let (buf, scratch) = &mut *small.borrow_mut();
+            buf.clear();
+            (&mut f).take(MAP_MIN).read_to_end(buf).map_err(io_err)?;
+            if buf.len() as u64 == MAP_MIN {
+                return Ok(Some(buf.clone()));
+            }
+            report(buf.len() as u64);
+            scratch.lens.clear();
+            chunker.cut_region(buf, true, false, scratch);
+            hash_into(buf, &scratch.lens, false, &mut chunks);
+            Ok(None)
+        })?;
+        if let Some(head) = grown {
+            // It grew past the mapping threshold since `fstat`: stream it.
+            chunks = chunker
+                .chunk_reader(head.as_slice().chain(f))
+                .map_err(io_err)?;
+            report(chunks.iter().map(|c| u64::from(c.len)).sum());
+        }
+    }
+    let size = chunks.iter().map(|c| u64::from(c.len)).sum();
+    Ok((exec, size, chunks))
 }
 
-impl Read for Counting {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(p) = &self.progress {
-            p(n as u64);
-        }
-        Ok(n)
-    }
+#[cfg(unix)]
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).open(path)
 }

@@ -198,8 +198,12 @@ pub async fn run_agent(
 }
 
 /// Tells the server how the check went (best effort: a report that does
-/// not arrive changes nothing on this client).
-async fn send_report(http: &Http, opts: &SyncOptions, result: &Result<SyncReport, ClientError>) {
+/// not arrive changes nothing on this client). `ferry sync` uses it too.
+pub async fn send_report(
+    http: &Http,
+    opts: &SyncOptions,
+    result: &Result<SyncReport, ClientError>,
+) {
     let client_id = match result {
         Ok(r) if !r.client_id.is_empty() => r.client_id.clone(),
         _ => match client_id(opts) {

@@ -22,6 +22,12 @@ pub enum ClientError {
         /// Seconds the server asked us to wait (`Retry-After`).
         retry_after: Option<u64>,
     },
+    #[error("{what}: gave up after {attempts} attempts: {source}")]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        source: Box<ClientError>,
+    },
     #[error("{what}: response larger than {max} bytes")]
     TooLarge { what: String, max: u64 },
     #[error("{what}: {reason}")]
@@ -51,6 +57,18 @@ pub enum ClientError {
     Expired { expired_at: u64, now: u64 },
     #[error("{0}")]
     Mismatch(String),
+    #[error(
+        "not enough disk space to build {version} ({needed} bytes) under {}: {source}; \
+         the partial new tree was removed and the old version still runs",
+        path.display()
+    )]
+    DiskFull {
+        version: String,
+        path: PathBuf,
+        needed: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("install directory {}: {reason}", path.display())]
     Install { path: PathBuf, reason: String },
     #[error("{point} hook {command:?} failed: {reason}")]
@@ -87,10 +105,23 @@ impl ClientError {
         }
     }
 
+    /// The disk (or the user's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ClientError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            ClientError::DiskFull { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Seconds the server asked to wait before trying again, if it did.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ClientError::Server { retry_after, .. } => *retry_after,
+            ClientError::GaveUp { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -101,6 +132,7 @@ impl ClientError {
             ClientError::InvalidUrl { .. } | ClientError::Usage(_) | ClientError::Tls(_) => "usage",
             ClientError::Connect { .. } | ClientError::Timeout { .. } => "network",
             ClientError::Server { .. } => "server",
+            ClientError::GaveUp { source, .. } => source.class(),
             ClientError::TooLarge { .. }
             | ClientError::Protocol { .. }
             | ClientError::Decode(_)
@@ -111,6 +143,7 @@ impl ClientError {
             ClientError::Expired { .. } => "expired",
             ClientError::Mismatch(_) => "mismatch",
             ClientError::Io { .. } | ClientError::Scan(_) => "io",
+            ClientError::DiskFull { .. } => "disk-full",
             ClientError::Install { .. } => "install",
             ClientError::Hook { .. } => "hook",
             ClientError::Internal(_) => "internal",
@@ -122,6 +155,19 @@ impl ClientError {
         match self {
             ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
             ClientError::Server { status, .. } => *status >= 500 || *status == 429,
+            ClientError::Protocol { reason, .. } => reason.starts_with("connection"),
+            ClientError::Frame(ferry_protocol::FrameError::Truncated) => true,
+            ClientError::GaveUp { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The connection failed (refused, cut, silent): worth retrying the
+    /// request at once, with a short backoff. Server answers (503 and
+    /// friends) are not: the caller decides how long to wait for those.
+    pub fn is_network(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
             ClientError::Protocol { reason, .. } => reason.starts_with("connection"),
             ClientError::Frame(ferry_protocol::FrameError::Truncated) => true,
             _ => false,

@@ -382,6 +382,52 @@ impl Http {
     }
 }
 
+/// Attempts of one small request (record, manifest) whose connection fails.
+pub const REQUEST_ATTEMPTS: u32 = 4;
+
+/// Runs `request` until it succeeds, fails for a reason other than the
+/// network (see [`ClientError::is_network`]), or failed
+/// [`REQUEST_ATTEMPTS`] times; waits 0.5 s, 1 s, 2 s (plus up to 50%
+/// jitter) in between. The last network failure comes back as
+/// [`ClientError::GaveUp`].
+pub async fn with_retries<T, F, Fut>(what: &str, mut request: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match request().await {
+            Err(e) if e.is_network() && attempt < REQUEST_ATTEMPTS => {
+                let delay = backoff(attempt);
+                tracing::warn!("{e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) if e.is_network() => {
+                return Err(ClientError::GaveUp {
+                    what: what.to_string(),
+                    attempts: attempt,
+                    source: Box::new(e),
+                })
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 250 ms doubled per failure, plus up to 50% jitter (a fleet cut off at
+/// once does not come back in step).
+pub fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(250u64 << failures.min(6));
+    let mut r = [0u8; 2];
+    let frac = match getrandom::getrandom(&mut r) {
+        Ok(()) => f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX),
+        Err(_) => 0.5,
+    };
+    base + base.mul_f64(0.5 * frac)
+}
+
 /// Header map helper for tests and callers.
 pub fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
     let mut m = HeaderMap::new();

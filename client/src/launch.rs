@@ -85,7 +85,7 @@ fn prepare(o: &RunOptions) -> Result<(PathBuf, String, bool), ClientError> {
             ));
         }
     }
-    let m = load_manifest(&layout, &current.id()?, &o.trusted)?;
+    let m = load_manifest(&layout, &current.id()?, &state.known_keys(&o.trusted))?;
     let entry = m.entry_point.ok_or_else(|| {
         ClientError::install(
             &layout.root,

@@ -23,7 +23,9 @@ pub mod verify;
 pub use error::ClientError;
 pub use history::{history, HistoryEntry};
 pub use http::{Http, Timeouts, TlsRoots};
-pub use promote::{promote, set_paused, PromoteOptions, PromoteReport, RolloutOptions};
+pub use promote::{
+    promote, rotate_keys, set_paused, PromoteOptions, PromoteReport, RolloutOptions,
+};
 pub use push::{push, PushOptions, PushReport};
 pub use sync::{
     repair_install, rollback, switch_due, sync, RollbackReport, SyncOptions, SyncReport,

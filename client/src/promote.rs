@@ -231,6 +231,7 @@ pub async fn promote(
             issued_at: now,
             expires_at: o.expires_in.map(|s| now.saturating_add(s)),
             policy: policy_for(o, current, now)?,
+            keys: Vec::new(),
         })
     })
     .await
@@ -265,7 +266,63 @@ pub async fn set_paused(
         let now = unix_now();
         let mut r = c.clone();
         r.issued_at = now;
+        r.keys = Vec::new();
         r.policy.paused = paused;
+        r.policy.note = note.clone();
+        if let Some(s) = expires_in {
+            r.expires_at = Some(now.saturating_add(s));
+        }
+        Ok(r)
+    })
+    .await
+}
+
+/// `ferry rotate-key`: the channel's current record again (same version and
+/// rollout), announcing `new_keys` (plus the signing key with `keep_old`)
+/// as the app's publisher keys. Signed by the old key, which clients and
+/// the server trust now, and by every new key (proof of possession).
+#[allow(clippy::too_many_arguments)]
+pub async fn rotate_keys(
+    http: &Http,
+    old: &SecretKey,
+    new_keys: &[SecretKey],
+    keep_old: bool,
+    app: &str,
+    channel: &str,
+    expires_in: Option<u64>,
+    note: Option<String>,
+) -> Result<PromoteReport, ClientError> {
+    validate_app(app).map_err(usage)?;
+    validate_channel(channel).map_err(usage)?;
+    if new_keys.is_empty() {
+        return Err(usage("name at least one new key (--new-key)"));
+    }
+    let mut keys: Vec<_> = new_keys.iter().map(|k| k.public()).collect();
+    if keep_old {
+        keys.push(old.public());
+    }
+    keys.sort();
+    keys.dedup();
+    if keys.len() > ferry_protocol::channel::MAX_ROTATION_KEYS {
+        return Err(usage(format!(
+            "at most {} keys",
+            ferry_protocol::channel::MAX_ROTATION_KEYS
+        )));
+    }
+    let cosigners: Vec<&SecretKey> = new_keys
+        .iter()
+        .filter(|k| k.public() != old.public())
+        .collect();
+    publish_signed(http, old, &cosigners, app, channel, |current| {
+        let Some(c) = current else {
+            return Err(usage(format!(
+                "channel {app}/{channel} has no record yet; promote a version first"
+            )));
+        };
+        let now = unix_now();
+        let mut r = c.clone();
+        r.issued_at = now;
+        r.keys = keys.clone();
         r.policy.note = note.clone();
         if let Some(s) = expires_in {
             r.expires_at = Some(now.saturating_add(s));
@@ -285,6 +342,18 @@ async fn publish_next(
     channel: &str,
     make: impl Fn(Option<&ChannelRecord>) -> Result<ChannelRecord, ClientError>,
 ) -> Result<PromoteReport, ClientError> {
+    publish_signed(http, key, &[], app, channel, make).await
+}
+
+/// [`publish_next`], with the record signed by `cosigners` as well.
+async fn publish_signed(
+    http: &Http,
+    key: &SecretKey,
+    cosigners: &[&SecretKey],
+    app: &str,
+    channel: &str,
+    make: impl Fn(Option<&ChannelRecord>) -> Result<ChannelRecord, ClientError>,
+) -> Result<PromoteReport, ClientError> {
     for attempt in 0..3 {
         let current = match http.get_channel_opt(app, channel).await? {
             None => None,
@@ -295,7 +364,11 @@ async fn publish_next(
         };
         let mut record = make(current.as_ref())?;
         record.sequence = current.as_ref().map_or(1, |c| c.sequence + 1);
-        let envelope = key.sign(KIND_CHANNEL, record.encode()).encode();
+        let mut envelope = key.sign(KIND_CHANNEL, record.encode());
+        for c in cosigners {
+            envelope.cosign(c);
+        }
+        let envelope = envelope.encode();
         match http.publish_channel(app, channel, envelope).await {
             Ok(()) => return Ok(PromoteReport::of(&record, current.map(|c| c.version))),
             Err(ClientError::Server { status: 409, .. }) if attempt < 2 => continue,
@@ -330,6 +403,7 @@ mod tests {
             issued_at: 0,
             expires_at: None,
             policy,
+            keys: Vec::new(),
         }
     }
 

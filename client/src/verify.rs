@@ -195,7 +195,11 @@ pub(crate) struct OpenInstall {
 pub(crate) fn open_install(install: &Path) -> Result<OpenInstall, ClientError> {
     let layout = Layout::open(install)?;
     let lock = InstallLock::acquire(&layout)?;
-    let state = InstallState::load(&layout)?;
+    let mut state = InstallState::load(&layout)?;
+    // A switch a crash interrupted is completed (or abandoned) first, so
+    // the tree is checked against the version it really is. Nothing is
+    // pruned here (`keep` is the caller's choice; the next sync prunes).
+    crate::install::recover(&layout, &mut state, usize::MAX)?;
     let current = state
         .current
         .clone()

@@ -1,27 +1,8 @@
-//! Any bytes: the channel record decoder (with its rollout policy) never
-//! panics; whatever it accepts re-encodes to the same bytes, and the rollout
-//! decision on it never panics for any client.
+//! Fuzz target `channel_record_decode`: the property is `checks::channel_record_decode` (fuzz/checks.rs),
+//! which the workspace test tests/fuzz_regressions.rs also runs on stable.
 #![no_main]
-use ferry_protocol::rollout::{decide, ClientView};
-use ferry_protocol::ChannelRecord;
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = ChannelRecord::decode(data) {
-        assert_eq!(r.encode(), data);
-        let now = data.len() as u64 * 1_000_000;
-        for installed in [None, Some("0.1"), Some(r.version.as_str())] {
-            let _ = decide(
-                &r.app,
-                &r.target(),
-                &r.policy,
-                ClientView {
-                    client_id: "fuzz-client-0001",
-                    group: r.policy.groups.keys().next().map(String::as_str),
-                    installed,
-                    now,
-                },
-            );
-        }
-    }
-});
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::channel_record_decode(data));

@@ -9,8 +9,14 @@
 //!            ? 10: activate_at (unix s),
 //!            ? 11: groups {name: activate_at},
 //!            ? 12: min_version, ? 13: paused (true), ? 14: revert (true),
-//!            ? 15: note }
+//!            ? 15: note, ? 16: keys [public key (32 bytes) ...] }
 //! ```
+//!
+//! Field 16 rotates the publisher keys: from this record on, the app's keys
+//! are exactly the listed ones (1 to 16, ascending, distinct). It must be
+//! signed by a key trusted before it (the old one) and by every listed key
+//! not trusted before (proof of possession); verifiers then trust the new
+//! set and stop trusting the keys it leaves out. See docs/security.md.
 //!
 //! Fields 8-15 are the rollout policy ([`crate::rollout`]); absent fields
 //! mean a broadcast. Booleans are only written when true, so each record has
@@ -29,6 +35,10 @@ use crate::error::DecodeError;
 use crate::hash::ManifestId;
 use crate::names::{validate_app, validate_channel, validate_version};
 use crate::rollout::{Policy, RampStep, Target, MAX_GROUPS, MAX_RAMP_STEPS};
+use crate::signed::PublicKey;
+
+/// Most keys a key rotation may name.
+pub const MAX_ROTATION_KEYS: usize = 16;
 
 /// Channel record format understood by this build.
 pub const CHANNEL_FORMAT: u32 = 1;
@@ -50,6 +60,9 @@ pub struct ChannelRecord {
     pub expires_at: Option<u64>,
     /// Who gets the version when (default: everyone, now).
     pub policy: Policy,
+    /// Key rotation: when not empty, the app's publisher keys from this
+    /// record on (ascending, distinct).
+    pub keys: Vec<PublicKey>,
 }
 
 impl ChannelRecord {
@@ -65,7 +78,8 @@ impl ChannelRecord {
             + u64::from(p.min_version.is_some())
             + u64::from(p.paused)
             + u64::from(p.revert)
-            + u64::from(p.note.is_some());
+            + u64::from(p.note.is_some())
+            + u64::from(!self.keys.is_empty());
         let mut e = encoder();
         ok(e.map(fields));
         ok(ok(e.u8(0)).u32(CHANNEL_FORMAT));
@@ -109,6 +123,12 @@ impl ChannelRecord {
         if let Some(n) = &p.note {
             ok(ok(e.u8(15)).str(n));
         }
+        if !self.keys.is_empty() {
+            ok(ok(e.u8(16)).array(self.keys.len() as u64));
+            for k in &self.keys {
+                ok(e.bytes(&k.0));
+            }
+        }
         e.into_writer()
     }
 
@@ -127,6 +147,7 @@ impl ChannelRecord {
             (None, None, None, None, None, None, None);
         let mut expires = None;
         let mut policy = Policy::default();
+        let mut keys = Vec::new();
         while let Some(k) = r.next_key()? {
             match k {
                 0 => format = Some(r.u32()?),
@@ -145,6 +166,7 @@ impl ChannelRecord {
                 13 => policy.paused = read_true(&mut r)?,
                 14 => policy.revert = read_true(&mut r)?,
                 15 => policy.note = Some(r.str()?),
+                16 => keys = read_keys(&mut r)?,
                 other => return Err(r.unknown(other)),
             }
         }
@@ -167,6 +189,7 @@ impl ChannelRecord {
             issued_at: required(issued, WHAT, "issued_at")?,
             expires_at: expires,
             policy,
+            keys,
         };
         if rec.encode() != bytes {
             return Err(DecodeError::invalid(WHAT, "not in canonical encoding"));
@@ -245,6 +268,28 @@ fn read_groups(r: &mut MapReader<'_, '_>) -> Result<BTreeMap<String, u64>, Decod
     Ok(groups)
 }
 
+fn read_keys(r: &mut MapReader<'_, '_>) -> Result<Vec<PublicKey>, DecodeError> {
+    let n = array_of(r, 1, MAX_ROTATION_KEYS as u64, "keys")?;
+    let mut keys: Vec<PublicKey> = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let b = r.bytes()?;
+        let k = PublicKey(
+            b.try_into()
+                .map_err(|_| DecodeError::invalid(WHAT, "a key must be 32 bytes"))?,
+        );
+        k.validate()
+            .map_err(|e| DecodeError::invalid(WHAT, format!("key {k}: {e}")))?;
+        if keys.last().is_some_and(|last| last.0 >= k.0) {
+            return Err(DecodeError::invalid(
+                WHAT,
+                "keys must be listed in ascending order, each once",
+            ));
+        }
+        keys.push(k);
+    }
+    Ok(keys)
+}
+
 fn read_true(r: &mut MapReader<'_, '_>) -> Result<bool, DecodeError> {
     r.d.bool().map_err(|e| r.err(e))
 }
@@ -278,6 +323,7 @@ mod tests {
             issued_at: 1_700_000_000,
             expires_at: Some(1_800_000_000),
             policy: Policy::default(),
+            keys: Vec::new(),
         }
     }
 

@@ -101,6 +101,8 @@ pub enum FrameError {
     TooLarge { id: String, len: u64, max: u64 },
     #[error("chunk frame for {id}: {reason}")]
     Invalid { id: String, reason: &'static str },
+    #[error("group frame: {0}")]
+    Group(&'static str),
     #[error("chunk stream ended in the middle of a frame")]
     Truncated,
     #[error("data after the end of the chunk stream")]

@@ -5,7 +5,8 @@
 //! ```text
 //! stream = "FRYS" version:u8 (1) 0 0 0  frame* end
 //! frame  = id:[32] codec:u8 raw_len:u32le payload_len:u32le payload
-//! codec  = 0 raw | 1 zstd | 0xFE missing (server lacks the id; lengths 0)
+//! codec  = 0 raw | 1 zstd | 2 group (fetch responses only: see [`crate::group`])
+//!        | 0xFE missing (server lacks the id; lengths 0)
 //! end    = 32 zero bytes, codec 0xFF, lengths 0
 //! ```
 //!
@@ -27,6 +28,7 @@ pub const FRAME_HEADER_LEN: usize = 41;
 /// Largest uncompressed chunk a frame may carry.
 pub const MAX_RAW_LEN: u32 = MAX_MAX;
 
+const CODEC_GROUP: u8 = 2;
 const CODEC_MISSING: u8 = 0xFE;
 const CODEC_END: u8 = 0xFF;
 
@@ -60,6 +62,13 @@ pub enum Frame<'a> {
     Chunk {
         id: ChunkId,
         codec: Codec,
+        raw_len: u32,
+        payload: &'a [u8],
+    },
+    /// Several consecutive requested chunks, starting at `first`, in one
+    /// payload (`crate::group`): `raw_len` is their total length.
+    Group {
+        first: ChunkId,
         raw_len: u32,
         payload: &'a [u8],
     },
@@ -100,6 +109,23 @@ pub fn encode_missing(out: &mut Vec<u8>, id: &ChunkId) {
     out.extend_from_slice(&id.0);
     out.push(CODEC_MISSING);
     out.extend_from_slice(&[0; 8]);
+}
+
+/// Writes a group frame: `header` then the zstd frame `z`.
+pub fn encode_group(
+    out: &mut Vec<u8>,
+    first: &ChunkId,
+    raw_len: u32,
+    header: &crate::group::GroupHeader,
+    z: &[u8],
+) {
+    out.extend_from_slice(&first.0);
+    out.push(CODEC_GROUP);
+    out.extend_from_slice(&raw_len.to_le_bytes());
+    let len = (crate::group::GROUP_HEADER_LEN + z.len()) as u32;
+    out.extend_from_slice(&len.to_le_bytes());
+    header.encode(out);
+    out.extend_from_slice(z);
 }
 
 /// Writes the end frame.
@@ -183,6 +209,33 @@ impl StreamDecoder {
                     Frame::Missing { id }
                 }
             }
+            CODEC_GROUP => {
+                use crate::group::{max_group_payload_len, GROUP_HEADER_LEN, MAX_GROUP_RAW};
+                if raw_len == 0 || raw_len > MAX_GROUP_RAW {
+                    return Err(FrameError::TooLarge {
+                        id: id.short(),
+                        len: u64::from(raw_len),
+                        max: u64::from(MAX_GROUP_RAW),
+                    });
+                }
+                if (payload_len as usize) <= GROUP_HEADER_LEN
+                    || u64::from(payload_len) > max_group_payload_len(raw_len)
+                {
+                    return Err(FrameError::Invalid {
+                        id: id.short(),
+                        reason: "group payload length does not fit the raw length",
+                    });
+                }
+                let end = FRAME_HEADER_LEN + payload_len as usize;
+                if rest.len() < end {
+                    return Ok(None);
+                }
+                Frame::Group {
+                    first: id,
+                    raw_len,
+                    payload: &rest[FRAME_HEADER_LEN..end],
+                }
+            }
             c => {
                 let codec = Codec::from_u8(c).ok_or(FrameError::UnknownCodec {
                     id: id.short(),
@@ -223,7 +276,7 @@ impl StreamDecoder {
         let used = start
             + FRAME_HEADER_LEN
             + match &frame {
-                Frame::Chunk { payload, .. } => payload.len(),
+                Frame::Chunk { payload, .. } | Frame::Group { payload, .. } => payload.len(),
                 _ => 0,
             };
         Ok(Some((frame, used)))

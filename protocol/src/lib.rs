@@ -6,6 +6,8 @@
 //! * [`signed`]: Ed25519 envelopes over exact document bytes.
 //! * [`frame`]: the binary chunk stream of fetches and uploads.
 //! * [`chunk`]: compression and verification of chunk payloads.
+//! * [`group`]: runs of chunks in one zstd frame, against a reference range.
+//! * [`group_plan`]: which chunks form a group and what each is compressed against.
 //! * [`messages`]: small CBOR request/response bodies.
 //! * [`names`]: validation of app, channel, version names and paths.
 //! * [`rollout`]: who a channel record offers its version to, and when.
@@ -20,6 +22,8 @@ pub mod channel;
 pub mod chunk;
 pub mod error;
 pub mod frame;
+pub mod group;
+pub mod group_plan;
 pub mod hash;
 pub mod manifest;
 pub mod manifest_delta;
@@ -28,6 +32,7 @@ pub mod names;
 pub mod params;
 pub mod report;
 pub mod rollout;
+pub mod rotation;
 pub mod signed;
 pub mod version_order;
 

@@ -3,7 +3,8 @@
 //! ```text
 //! missing request  = { 0: ids (bytes, 32 * n) }
 //! missing response = { 0: ids (bytes, 32 * n): those the server lacks }
-//! fetch request    = { 0: ids (bytes, 32 * n), ? 1: manifest id the client has }
+//! fetch request    = { 0: ids (bytes, 32 * n), ? 1: manifest id the client has,
+//!                      ? 2: manifest id the ids belong to, ? 3: plain (true) }
 //! upload response  = { 0: chunks stored, 1: chunks already present }
 //! publish response = { 0: manifest id (32 bytes) }
 //! history response = { 0: [signed channel record envelope (bytes)...] }, oldest first
@@ -128,21 +129,36 @@ impl History {
 }
 
 /// A batched fetch request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchRequest {
     pub ids: Vec<ChunkId>,
-    /// The manifest the client has installed now, if any: lets a server
-    /// answer with deltas against it (reserved; servers may ignore it).
+    /// The manifest the client runs now (its files are the references of
+    /// group frames: `crate::group`).
     pub have: Option<ManifestId>,
+    /// The manifest being built, whose chunks `ids` are, in file order:
+    /// with it the server can send runs of them as group frames.
+    pub want: Option<ManifestId>,
+    /// Only single-chunk frames (a retry after a group failed to verify).
+    pub plain: bool,
 }
 
 impl FetchRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = encoder();
-        ok(e.map(if self.have.is_some() { 2 } else { 1 }));
+        let n = 1
+            + u64::from(self.have.is_some())
+            + u64::from(self.want.is_some())
+            + u64::from(self.plain);
+        ok(e.map(n));
         ok(ok(e.u8(0)).bytes(&ids_to_bytes(&self.ids)));
         if let Some(h) = &self.have {
             ok(ok(e.u8(1)).bytes(&h.0));
+        }
+        if let Some(w) = &self.want {
+            ok(ok(e.u8(2)).bytes(&w.0));
+        }
+        if self.plain {
+            ok(ok(e.u8(3)).bool(true));
         }
         e.into_writer()
     }
@@ -151,19 +167,28 @@ impl FetchRequest {
         const WHAT: &str = "fetch request";
         let mut d = Decoder::new(bytes);
         let mut r = MapReader::new(&mut d, WHAT)?;
-        let (mut ids, mut have) = (None, None);
+        let mut f = FetchRequest::default();
+        let mut ids = None;
         while let Some(k) = r.next_key()? {
             match k {
                 0 => ids = Some(decode_ids(&mut r, WHAT)?),
-                1 => have = Some(ManifestId::from_slice(r.bytes()?)?),
+                1 => f.have = Some(ManifestId::from_slice(r.bytes()?)?),
+                2 => f.want = Some(ManifestId::from_slice(r.bytes()?)?),
+                3 => {
+                    if !r.d.bool().map_err(|e| r.err(e))? {
+                        return Err(DecodeError::invalid(
+                            WHAT,
+                            "plain is written only when true",
+                        ));
+                    }
+                    f.plain = true;
+                }
                 other => return Err(r.unknown(other)),
             }
         }
         expect_end(&d, WHAT)?;
-        Ok(FetchRequest {
-            ids: required(ids, WHAT, "ids")?,
-            have,
-        })
+        f.ids = required(ids, WHAT, "ids")?;
+        Ok(f)
     }
 }
 
@@ -238,11 +263,21 @@ mod tests {
         let ids = vec![ChunkId::of(b"1"), ChunkId::of(b"2")];
         let l = IdList { ids: ids.clone() };
         assert_eq!(IdList::decode(&l.encode()).unwrap(), l);
-        let f = FetchRequest {
-            ids,
-            have: Some(ManifestId::of(b"m")),
-        };
-        assert_eq!(FetchRequest::decode(&f.encode()).unwrap(), f);
+        for f in [
+            FetchRequest {
+                ids: ids.clone(),
+                have: Some(ManifestId::of(b"m")),
+                ..Default::default()
+            },
+            FetchRequest {
+                ids: ids.clone(),
+                have: None,
+                want: Some(ManifestId::of(b"w")),
+                plain: true,
+            },
+        ] {
+            assert_eq!(FetchRequest::decode(&f.encode()).unwrap(), f);
+        }
         let u = UploadResponse {
             stored: 3,
             present: 4,

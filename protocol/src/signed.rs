@@ -175,6 +175,13 @@ impl Envelope {
         Ok(env)
     }
 
+    /// Adds `key`'s signature over the same kind and body (a document
+    /// signed by several keys, e.g. the old and the new key of a rotation).
+    pub fn cosign(&mut self, key: &SecretKey) {
+        let sig = key.0.sign(&signed_message(&self.kind, &self.body));
+        self.signatures.push((key.public(), sig.to_bytes()));
+    }
+
     /// The keys that claim to have signed (not yet verified).
     pub fn signers(&self) -> Vec<PublicKey> {
         self.signatures.iter().map(|(k, _)| *k).collect()

@@ -12,6 +12,7 @@ mod auth;
 mod body;
 mod error;
 mod fetch;
+pub mod groups;
 mod manifest;
 mod metered;
 pub mod metrics;

@@ -71,8 +71,20 @@ impl Backend for Metered {
     fn get_channel(&self, app: &str, channel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_channel(app, channel)
     }
-    fn put_channel(&self, envelope: &[u8], record: &ChannelRecord) -> Result<(), StoreError> {
-        self.inner.put_channel(envelope, record)
+    fn put_channel_rotating(
+        &self,
+        envelope: &[u8],
+        record: &ChannelRecord,
+        trusted_before: &[PublicKey],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_channel_rotating(envelope, record, trusted_before)
+    }
+    fn rotated_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.inner.rotated_app_keys(app)
+    }
+    fn revoked_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.inner.revoked_app_keys(app)
     }
     fn channel_history(&self, app: &str, channel: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner.channel_history(app, channel)

@@ -488,8 +488,19 @@ impl Backend for Mirror {
         self.refresh_channel(app, channel);
         self.local.get_channel(app, channel)
     }
-    fn put_channel(&self, _envelope: &[u8], _record: &ChannelRecord) -> Result<(), StoreError> {
+    fn put_channel_rotating(
+        &self,
+        _envelope: &[u8],
+        _record: &ChannelRecord,
+        _trusted_before: &[PublicKey],
+    ) -> Result<(), StoreError> {
         Err(read_only())
+    }
+    fn rotated_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.local.rotated_app_keys(app)
+    }
+    fn revoked_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.local.revoked_app_keys(app)
     }
     fn channel_history(&self, app: &str, channel: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         self.local.channel_history(app, channel)

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use ferry_protocol::channel::MAX_CHANNEL_BYTES;
 use ferry_protocol::manifest::MAX_MANIFEST_BYTES;
 use ferry_protocol::messages::PublishResponse;
+use ferry_protocol::names::{validate_app, validate_channel};
+use ferry_protocol::rotation::{check_rotation, effective_keys};
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
 use ferry_store::Backend;
@@ -27,7 +29,8 @@ fn forbidden(m: impl Into<String>) -> ApiError {
 }
 
 /// Keys the server accepts for `app`: configured ones, else the pinned one,
-/// else (first publish) the envelope's first signer, which gets pinned.
+/// else (first publish) the envelope's first signer, which gets pinned;
+/// plus the keys a key rotation announced, minus those it revoked.
 fn accepted_keys(
     st: &ServerState,
     store: &dyn Backend,
@@ -36,12 +39,14 @@ fn accepted_keys(
     kind: &'static str,
     may_pin: bool,
 ) -> Result<Vec<PublicKey>, ApiError> {
-    if let Some(keys) = st.config.app_keys.get(app) {
-        return Ok(keys.clone());
-    }
-    let pinned = store.app_keys(app)?;
-    if !pinned.is_empty() || !may_pin {
-        return Ok(pinned);
+    let rotated = store.rotated_app_keys(app)?;
+    let revoked = store.revoked_app_keys(app)?;
+    let base = match st.config.app_keys.get(app) {
+        Some(keys) => keys.clone(),
+        None => store.app_keys(app)?,
+    };
+    if !base.is_empty() || !rotated.is_empty() || !revoked.is_empty() || !may_pin {
+        return Ok(effective_keys(&base, &rotated, &revoked));
     }
     let Some(first) = env.signers().first().copied() else {
         return Err(forbidden("document carries no signature"));
@@ -110,12 +115,14 @@ pub async fn put_channel(
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, ApiError> {
     require_push_token(req.headers(), st.config.push_token.as_deref())?;
+    validate_app(app).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    validate_channel(channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
     require_content_type(req.headers(), CBOR)?;
     let max = MAX_CHANNEL_BYTES + ENVELOPE_SLACK;
     let body = read_limited(req.into_body(), max, "channel record").await?;
     let (app, channel) = (app.to_string(), channel.to_string());
     let st2 = st.clone();
-    blocking(&st, move |store| {
+    let published = blocking(&st, move |store| {
         let env = Envelope::decode(&body, max)?;
         if env.kind != KIND_CHANNEL {
             return Err(ApiError::bad_request(format!(
@@ -143,15 +150,49 @@ pub async fn put_channel(
                 list(&keys)
             ))
         })?;
-        store.put_channel(&body, &rec)?;
+        let before = store
+            .get_channel(&app, &channel)?
+            .and_then(|b| Envelope::decode(&b, b.len()).ok())
+            .and_then(|e| ChannelRecord::decode(&e.body).ok())
+            .map(|r| r.manifest_id);
+        let revoked = check_rotation(&env, &rec, &keys).map_err(forbidden)?;
+        store.put_channel_rotating(&body, &rec, &keys)?;
+        if !rec.keys.is_empty() {
+            tracing::warn!(
+                "app {app}: publisher keys rotated to {} (revoked: {})",
+                list(&rec.keys),
+                if revoked.is_empty() {
+                    "none".into()
+                } else {
+                    list(&revoked)
+                }
+            );
+        }
         tracing::info!(
             "channel {app}/{channel} -> {} (sequence {})",
             rec.version,
             rec.sequence
         );
-        Ok(())
+        Ok((rec, before))
     })
     .await?;
+    // Clients move from the channel's previous version or the fallback
+    // (and fresh installs from nothing): prepare those groups now.
+    let (rec, before) = published;
+    let mut from: Vec<Option<ManifestId>> = vec![before];
+    if let Some(p) = &rec.policy.previous {
+        from.push(Some(p.manifest_id));
+    }
+    from.push(None);
+    from.retain(|h| *h != Some(rec.manifest_id));
+    from.dedup();
+    let st3 = st.clone();
+    tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = st3.groups.warming();
+        for have in from {
+            st3.groups.warm(st3.store.as_ref(), rec.manifest_id, have);
+        }
+    });
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(crate::body::empty())

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// The upstream URL when this server is a pull-through mirror (shown on
     /// the status page).
     pub mirror_of: Option<String>,
+    /// Group frames of batched fetches.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             record_max_age: 10,
             tls: None,
             mirror_of: None,
+            groups: Default::default(),
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct ServerState {
     /// Recently compressed manifests, by (manifest, base): a broadcast
     /// deployment asks for the same one thousands of times.
     pub(crate) manifest_cache: crate::manifest::Cache,
+    /// Encoded group frames and indexed transitions.
+    pub groups: crate::groups::Groups,
     /// One permit per request in progress (load shedding).
     pub(crate) requests: Arc<Semaphore>,
     /// Prometheus metrics of this process.
@@ -100,10 +105,12 @@ impl ServerState {
             inner: store,
             metrics: metrics.clone(),
         });
+        let groups = crate::groups::Groups::new(config.groups);
         ServerState {
             store,
             config,
             manifest_cache: Default::default(),
+            groups,
             requests,
             metrics,
             started: std::time::SystemTime::now(),

@@ -44,6 +44,7 @@ pub async fn upload(
             })
             .collect();
         let verified = verified?;
+        ferry_failpoint::hit("server.upload_verified");
         let total = verified.len() as u64;
         let stored = store.put_chunks(&verified)?;
         Ok(UploadResponse {
@@ -86,6 +87,11 @@ fn parse_frames(body: &[u8]) -> Result<Vec<RawFrame<'_>>, ApiError> {
                     Frame::Missing { id } => {
                         return Err(ApiError::bad_request(format!(
                             "upload carries a 'missing' frame for {id}"
+                        )))
+                    }
+                    Frame::Group { first, .. } => {
+                        return Err(ApiError::bad_request(format!(
+                            "upload carries a group frame at {first}; uploads are single chunks"
                         )))
                     }
                     Frame::End => {}

@@ -119,6 +119,64 @@ fn parse_group(s: &str) -> Result<(String, u64), String> {
     Ok((name.to_string(), parse_time(time)?))
 }
 
+#[derive(Debug, Args)]
+pub struct RotateKeyArgs {
+    /// Server URL, app, current key (--key) and push token.
+    #[command(flatten)]
+    pub target: PublishTarget,
+    /// Channels to announce the new keys on (repeatable): every channel
+    /// clients follow, so each client learns of the rotation.
+    #[arg(long, required = true)]
+    pub channel: Vec<String>,
+    /// Secret key file of a new publisher key (repeatable).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub new_key: Vec<std::path::PathBuf>,
+    /// Keep trusting the current key as well (adding a key, not replacing).
+    #[arg(long)]
+    pub keep_old: bool,
+    /// Free text kept in the channels' history.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Print a JSON summary per channel on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn rotate_key(a: RotateKeyArgs) -> Result<ExitCode> {
+    let old = load_secret_key(&a.target.key)?;
+    let new: Vec<_> = a
+        .new_key
+        .iter()
+        .map(|p| load_secret_key(p))
+        .collect::<Result<_>>()?;
+    let http = http_for(&a.target)?;
+    let rt = runtime()?;
+    for ch in &a.channel {
+        let r = rt.block_on(ferry_client::rotate_keys(
+            &http,
+            &old,
+            &new,
+            a.keep_old,
+            &a.target.app,
+            ch,
+            a.target.expires_in,
+            a.note.clone(),
+        ))?;
+        if a.json {
+            print_json(&r)?;
+        } else {
+            println!(
+                "{}/{}: keys announced (sequence {}, version {} unchanged)",
+                r.app, r.channel, r.sequence, r.version
+            );
+        }
+    }
+    if !a.json {
+        println!("publish with --key {} from now on", a.new_key[0].display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn http_for(t: &PublishTarget) -> Result<Http> {
     Ok(
         http_client(&t.server, Timeouts::default(), t.ca.as_deref())?

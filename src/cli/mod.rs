@@ -50,6 +50,9 @@ pub enum Command {
     Pause(channel::PauseArgs),
     /// Let a paused rollout continue.
     Resume(channel::PauseArgs),
+    /// Announce new publisher keys on channels, signed by the current key
+    /// (clients and the server then trust the new keys, not the old one).
+    RotateKey(channel::RotateKeyArgs),
     /// List every state a channel has been in, who signed it and when.
     History(channel::HistoryArgs),
     /// Per channel: the rollout in force and what the clients report.
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause(a) => channel::pause(a, true),
         Command::Resume(a) => channel::pause(a, false),
         Command::History(a) => channel::history(a),
+        Command::RotateKey(a) => channel::rotate_key(a),
         Command::Status(a) => status::run(a),
         Command::Sync(a) => sync::sync(a),
         Command::Agent(a) => agent::run(a),

@@ -107,7 +107,7 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
             println!("already published with the same contents; nothing uploaded");
         } else {
             println!(
-                "uploaded {} new chunks: {} raw, {} compressed; manifest {}",
+                "uploaded {} new chunks ({} raw, {} on the wire); manifest {}",
                 r.chunks_uploaded,
                 human(r.raw_bytes_uploaded),
                 human(r.bytes_uploaded),

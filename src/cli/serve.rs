@@ -92,6 +92,19 @@ pub struct ServeArgs {
     /// Log format on stderr [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// zstd level of group frames: runs of missing chunks compressed
+    /// together against the client's installed version (0: off, single
+    /// chunks only). Encoded once per update path, cached, and prepared
+    /// when a channel record is published [default: 11].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub group_level: Option<i32>,
+    /// Compress groups against the client's installed version (off: groups
+    /// only share compression context; for benchmarks).
+    #[arg(long, hide = true, default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_references: bool,
+    /// MiB of encoded group frames kept in memory [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    pub group_cache_mb: Option<u32>,
 }
 
 /// The TOML file: every key optional, unknown keys an error naming them.
@@ -113,6 +126,8 @@ pub struct ServeFile {
     mirror_of: Option<String>,
     mirror_ca: Option<PathBuf>,
     mirror_ttl: Option<String>,
+    group_level: Option<i32>,
+    group_cache_mb: Option<u32>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -248,6 +263,17 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
     if !(1..=3600).contains(&retry_after) {
         bail!("config key retry-after: {retry_after} is not in 1-3600");
     }
+    let group_level = a
+        .group_level
+        .or(f.group_level)
+        .unwrap_or(ferry_server::groups::DEFAULT_GROUP_LEVEL);
+    if !(0..=22).contains(&group_level) {
+        bail!("config key group-level: {group_level} is not in 0-22");
+    }
+    let group_cache_mb = a.group_cache_mb.or(f.group_cache_mb).unwrap_or(256);
+    if group_cache_mb > 1_048_576 {
+        bail!("config key group-cache-mb: {group_cache_mb} is above 1048576");
+    }
     if record_max_age > 86_400 {
         bail!("config key record-max-age: {record_max_age} is above 86400");
     }
@@ -290,6 +316,14 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
             retry_after_secs: retry_after,
             record_max_age,
             mirror_of: mirror.as_ref().map(|m| m.upstream.clone()),
+            groups: ferry_server::groups::GroupConfig {
+                level: group_level,
+                cache_bytes: (group_cache_mb as usize) << 20,
+                plan: ferry_protocol::group_plan::PlanParams {
+                    references: a.group_references,
+                    ..Default::default()
+                },
+            },
             ..ServerConfig::default()
         },
         mirror,

@@ -59,6 +59,11 @@ pub struct SyncArgs {
     /// Seconds a hook may run before it is killed (and counts as failed).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub hook_timeout: u64,
+    /// Do not tell the server the outcome. By default an update, a staged
+    /// version or a failure is reported (what `ferry status` counts); an
+    /// up-to-date check sends nothing.
+    #[arg(long)]
+    pub no_report: bool,
     /// The clock, in unix seconds (tests).
     #[arg(long, hide = true)]
     pub now: Option<u64>,
@@ -130,7 +135,14 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
         ferry_protocol::names::validate_channel(g)
             .map_err(|e| anyhow::anyhow!("--group {g:?}: {e}"))?;
     }
-    let r = runtime()?.block_on(ferry_client::sync(&http, &o))?;
+    let r = runtime()?.block_on(async {
+        let r = ferry_client::sync(&http, &o).await;
+        let worth_telling = r.as_ref().map_or(true, |r| r.updated || r.staged);
+        if worth_telling && !a.no_report {
+            ferry_client::agent::send_report(&http, &o, &r).await;
+        }
+        r
+    })?;
     if a.json {
         print_json(&r)?;
     } else if r.updated {

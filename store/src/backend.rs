@@ -41,6 +41,10 @@ pub trait Backend: Send + Sync {
     fn app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError>;
     /// Pins `key` for `app` unless it has one; returns the app's keys.
     fn pin_app_key(&self, app: &str, key: PublicKey) -> Result<Vec<PublicKey>, StoreError>;
+    /// The key set the latest key rotation of `app` named (empty: none).
+    fn rotated_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError>;
+    /// Keys a key rotation took away from `app` (empty: none).
+    fn revoked_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError>;
 
     /// Publishes a verified manifest whose chunks are all present; an (app,
     /// version) pair never changes contents. Durable when it returns.
@@ -63,7 +67,19 @@ pub trait Backend: Send + Sync {
     fn get_channel(&self, app: &str, channel: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a verified record whose sequence is above the current one and
     /// whose versions are published. Durable when it returns.
-    fn put_channel(&self, envelope: &[u8], record: &ChannelRecord) -> Result<(), StoreError>;
+    fn put_channel(&self, envelope: &[u8], record: &ChannelRecord) -> Result<(), StoreError> {
+        self.put_channel_rotating(envelope, record, &[])
+    }
+    /// Like `put_channel`; a record that rotates keys (its `keys` field,
+    /// verified by the caller against `trusted_before`) also becomes the
+    /// app's rotated key set, and the keys of `trusted_before` it leaves
+    /// out are revoked, atomically with the record.
+    fn put_channel_rotating(
+        &self,
+        envelope: &[u8],
+        record: &ChannelRecord,
+        trusted_before: &[PublicKey],
+    ) -> Result<(), StoreError>;
     /// Every record a channel has had, oldest first.
     fn channel_history(&self, app: &str, channel: &str) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The current record of every channel of `app`, by channel name.
@@ -145,8 +161,19 @@ impl Backend for Store {
     fn get_channel(&self, app: &str, channel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Store::get_channel(self, app, channel)
     }
-    fn put_channel(&self, envelope: &[u8], record: &ChannelRecord) -> Result<(), StoreError> {
-        Store::put_channel(self, envelope, record)
+    fn put_channel_rotating(
+        &self,
+        envelope: &[u8],
+        record: &ChannelRecord,
+        trusted_before: &[PublicKey],
+    ) -> Result<(), StoreError> {
+        Store::put_channel_rotating(self, envelope, record, trusted_before)
+    }
+    fn rotated_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        Store::rotated_app_keys(self, app)
+    }
+    fn revoked_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        Store::revoked_app_keys(self, app)
     }
     fn channel_history(&self, app: &str, channel: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         Store::channel_history(self, app, channel)

@@ -187,7 +187,9 @@ impl Store {
             batch.put_cf(self.cf(CF_CHUNKS), c.id().0, c.value());
             new += 1;
         }
+        ferry_failpoint::hit("store.chunks_before_write");
         self.db.write(batch)?;
+        ferry_failpoint::hit("store.chunks_written");
         Ok(new)
     }
 
@@ -230,6 +232,33 @@ impl Store {
         self.db
             .put_cf_opt(self.cf(CF_APP_KEYS), app, key.0, &synced())?;
         Ok(vec![key])
+    }
+
+    /// The key set the latest key rotation of `app` named (empty when
+    /// none happened).
+    pub fn rotated_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.keys_at(app, key_slot(app, "rotated"))
+    }
+
+    /// Keys a key rotation took away from `app` (empty when none).
+    pub fn revoked_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        self.keys_at(app, key_slot(app, "revoked"))
+    }
+
+    fn keys_at(&self, app: &str, slot: Vec<u8>) -> Result<Vec<PublicKey>, StoreError> {
+        match self.db.get_cf(self.cf(CF_APP_KEYS), slot)? {
+            None => Ok(Vec::new()),
+            Some(v) => decode_keys(app, &v),
+        }
+    }
+
+    /// Every key that ever legitimately signed for `app`: pinned, rotated
+    /// in, and rotated out (old manifests keep their signatures).
+    pub fn known_app_keys(&self, app: &str) -> Result<Vec<PublicKey>, StoreError> {
+        let mut keys = self.app_keys(app)?;
+        keys.extend(self.rotated_app_keys(app)?);
+        keys.extend(self.revoked_app_keys(app)?);
+        Ok(keys)
     }
 
     // ---- manifests and versions ----
@@ -277,7 +306,9 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_MANIFESTS), id.0, envelope);
         batch.put_cf(self.cf(CF_VERSIONS), vkey, id.0);
+        ferry_failpoint::hit("store.manifest_before_write");
         self.db.write_opt(batch, &synced())?;
+        ferry_failpoint::hit("store.manifest_written");
         Ok(true)
     }
 
@@ -332,6 +363,20 @@ impl Store {
     /// Stores a verified channel record if its sequence is above the current
     /// one and the manifest it names is published for that version. Synced.
     pub fn put_channel(&self, envelope: &[u8], record: &ChannelRecord) -> Result<(), StoreError> {
+        self.put_channel_rotating(envelope, record, &[])
+    }
+
+    /// Like [`Store::put_channel`]; the key set of a record that rotates
+    /// keys (its `keys` field, already verified by the caller against
+    /// `trusted_before`) is stored as the app's rotated set in the same
+    /// atomic batch, and the keys of `trusted_before` it leaves out are
+    /// recorded as revoked.
+    pub fn put_channel_rotating(
+        &self,
+        envelope: &[u8],
+        record: &ChannelRecord,
+        trusted_before: &[PublicKey],
+    ) -> Result<(), StoreError> {
         let _g = self.lock();
         match self.get_version(&record.app, &record.version)? {
             Some(id) if id == record.manifest_id => {}
@@ -380,7 +425,27 @@ impl Store {
             keys::history(&record.app, &record.channel, record.sequence),
             envelope,
         );
+        if !record.keys.is_empty() {
+            let mut revoked = self.revoked_app_keys(&record.app)?;
+            revoked.extend(trusted_before.iter().filter(|k| !record.keys.contains(k)));
+            revoked.retain(|k| !record.keys.contains(k));
+            revoked.sort();
+            revoked.dedup();
+            let cf = self.cf(CF_APP_KEYS);
+            batch.put_cf(
+                cf,
+                key_slot(&record.app, "rotated"),
+                encode_keys(&record.keys),
+            );
+            if revoked.is_empty() {
+                batch.delete_cf(cf, key_slot(&record.app, "revoked"));
+            } else {
+                batch.put_cf(cf, key_slot(&record.app, "revoked"), encode_keys(&revoked));
+            }
+        }
+        ferry_failpoint::hit("store.channel_before_write");
         self.db.write_opt(batch, &synced())?;
+        ferry_failpoint::hit("store.channel_written");
         Ok(())
     }
 
@@ -407,6 +472,19 @@ impl Store {
         // batches), so a poisoned lock is safe to keep using.
         self.publish.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Where an app's rotated or revoked keys live in `app_keys.v1`, beside
+/// its pinned ones under the bare name (names never hold a 0 byte).
+fn key_slot(app: &str, slot: &str) -> Vec<u8> {
+    let mut k = app.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(slot.as_bytes());
+    k
+}
+
+fn encode_keys(keys: &[PublicKey]) -> Vec<u8> {
+    keys.iter().flat_map(|k| k.0).collect()
 }
 
 pub(crate) fn synced() -> WriteOptions {

@@ -122,7 +122,7 @@ impl Store {
                 r.bad(format!("manifest {id}: body does not hash to its id"));
                 continue;
             }
-            match self.app_keys(&m.app) {
+            match self.known_app_keys(&m.app) {
                 Ok(keys) if !keys.is_empty() => {
                     if let Err(e) = env.verify(KIND_MANIFEST, &keys) {
                         r.bad(format!("manifest {id} ({} {}): {e}", m.app, m.version));
@@ -174,7 +174,7 @@ impl Store {
                             rec.manifest_id
                         ));
                     }
-                    let keys = self.app_keys(&rec.app).unwrap_or_default();
+                    let keys = self.known_app_keys(&rec.app).unwrap_or_default();
                     let env = ferry_protocol::Envelope::decode(&v, usize::MAX);
                     if let Ok(env) = env {
                         if let Err(e) = env.verify(KIND_CHANNEL, &keys) {

@@ -52,6 +52,7 @@ fn record(m: &Manifest, sequence: u64) -> ChannelRecord {
         issued_at: 1,
         expires_at: None,
         policy: Default::default(),
+        keys: Vec::new(),
     }
 }
 

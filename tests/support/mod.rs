@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -72,6 +75,11 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Self::start_env(data, extra, &[])
+    }
+
+    /// Starts a server with extra environment variables (failpoints).
+    pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let d = data.display().to_string();
         let mut args = vec![
             "serve",
@@ -83,7 +91,7 @@ impl Server {
             TOKEN,
         ];
         args.extend_from_slice(extra);
-        Self::spawn(data, &args, &[])
+        Self::spawn(data, &args, env)
     }
 
     /// `ferry ARGS` (a serve command) with extra environment variables;
@@ -138,6 +146,24 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (up to `secs`) for the server to exit by itself, e.g. killed
+    /// by a failpoint; `None` if it is still running.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Stops the server (SIGKILL) and waits for it.
@@ -244,6 +270,45 @@ pub fn make_v2(v1: &Path, dir: &Path) {
     );
 }
 
+/// Version 1 of the many-files app: many small files so an update fetches
+/// enough chunks to kill it at many places in between.
+pub fn make_many_v1(dir: &Path) {
+    let mut r = rng(51);
+    for i in 0..24 {
+        write(
+            &dir.join(format!("lib/mod{i:02}.bin")),
+            &random_bytes(&mut r, 40 * 1024),
+        );
+    }
+    for i in 0..10 {
+        write(
+            &dir.join(format!("share/page{i}.txt")),
+            &text_bytes(&mut r, 3_000 + i * 501),
+        );
+    }
+    write(&dir.join("bin/app"), &random_bytes(&mut r, 20_000));
+    set_exec(&dir.join("bin/app"));
+    std::fs::create_dir_all(dir.join("var/empty")).unwrap();
+    std::os::unix::fs::symlink("mod00.bin", dir.join("lib/current.bin")).unwrap();
+}
+
+/// Version 2: half the modules rewritten, two pages edited, one added, one
+/// removed.
+pub fn make_many_v2(v1: &Path, dir: &Path) {
+    copy_tree(v1, dir);
+    let mut r = rng(52);
+    for i in 0..12 {
+        write(
+            &dir.join(format!("lib/mod{i:02}.bin")),
+            &random_bytes(&mut r, 40 * 1024),
+        );
+    }
+    write(&dir.join("share/page1.txt"), &text_bytes(&mut r, 4_000));
+    write(&dir.join("share/page2.txt"), &text_bytes(&mut r, 4_500));
+    write(&dir.join("share/new.txt"), &text_bytes(&mut r, 6_000));
+    std::fs::remove_file(dir.join("share/page9.txt")).unwrap();
+}
+
 /// Copies a tree preserving symlinks and modes.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -264,7 +329,13 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(la, lb, "trees {} and {} differ", a.display(), b.display());
 }
 
-fn listing(root: &Path) -> Vec<(String, String)> {
+/// Whether two trees are identical (see [`assert_same_tree`]).
+pub fn same_tree(a: &Path, b: &Path) -> bool {
+    a.is_dir() && b.is_dir() && listing(a) == listing(b)
+}
+
+/// Every path under `root` with its type and content hash (or link target).
+pub fn listing(root: &Path) -> Vec<(String, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];

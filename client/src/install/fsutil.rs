@@ -14,6 +14,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ClientError> {
         .ok_or_else(|| ClientError::Internal(format!("{} has no parent", path.display())))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    ferry_failpoint::io("client.write_atomic").map_err(|e| ClientError::io(&tmp, e))?;
     {
         let mut f = OpenOptions::new()
             .write(true)
@@ -24,6 +25,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ClientError> {
         f.write_all(data).map_err(|e| ClientError::io(&tmp, e))?;
         f.sync_all().map_err(|e| ClientError::io(&tmp, e))?;
     }
+    ferry_failpoint::hit("client.write_atomic.before_rename");
     fs::rename(&tmp, path).map_err(|e| ClientError::io(path, e))?;
     fsync_dir(dir)
 }

@@ -107,6 +107,7 @@ impl Layout {
         );
         let dest = self.trash().join(name);
         std::fs::rename(path, &dest).map_err(|e| ClientError::io(path, e))?;
+        ferry_failpoint::hit("client.discarded");
         self.empty_trash();
         Ok(())
     }

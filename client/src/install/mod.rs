@@ -23,5 +23,7 @@ mod switch;
 pub use fsutil::{fsync_dir, write_atomic};
 pub use layout::Layout;
 pub use lock::InstallLock;
-pub use state::{random_client_id, Blocked, InstallState, Installed, Probation, Seen, Staged};
+pub use state::{
+    random_client_id, Blocked, InstallState, Installed, KeyState, Probation, Seen, Staged,
+};
 pub use switch::{recover, switch_to, SwitchSource};

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use ferry_protocol::ManifestId;
+use ferry_protocol::rotation::effective_keys;
+use ferry_protocol::{ManifestId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::{write_atomic, Layout};
@@ -108,9 +109,71 @@ pub struct InstallState {
     pub blocked: Option<Blocked>,
     #[serde(default)]
     pub probation: Option<Probation>,
+    /// Publisher keys learnt from key rotations (see docs/security.md).
+    #[serde(default)]
+    pub keys: KeyState,
+}
+
+/// What key rotations taught this install (hex public keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    /// The key set the newest rotation announced.
+    pub rotated: Vec<String>,
+    /// Keys a rotation left out: never trusted again here, even when given
+    /// with `--trust`.
+    pub revoked: Vec<String>,
+    /// Sequence and channel of the record that rotated last.
+    pub sequence: Option<u64>,
+    pub channel: Option<String>,
+}
+
+fn parse_keys(keys: &[String]) -> Vec<PublicKey> {
+    keys.iter().filter_map(|k| k.parse().ok()).collect()
+}
+
+fn hex_keys(keys: &[PublicKey]) -> Vec<String> {
+    keys.iter().map(|k| k.to_string()).collect()
 }
 
 impl InstallState {
+    /// The keys to verify new records and manifests with: the pinned ones
+    /// (`--trust`) and those rotated in, minus those rotated out.
+    pub fn trusted_keys(&self, pinned: &[PublicKey]) -> Vec<PublicKey> {
+        effective_keys(
+            pinned,
+            &parse_keys(&self.keys.rotated),
+            &parse_keys(&self.keys.revoked),
+        )
+    }
+
+    /// [`Self::trusted_keys`] plus the revoked ones: for re-reading
+    /// manifests this install verified and stored before a rotation.
+    pub fn known_keys(&self, pinned: &[PublicKey]) -> Vec<PublicKey> {
+        let mut k = self.trusted_keys(pinned);
+        k.extend(parse_keys(&self.keys.revoked));
+        k
+    }
+
+    /// Applies an accepted key rotation.
+    pub fn rotate_keys(
+        &mut self,
+        keys: &[PublicKey],
+        revoked: &[PublicKey],
+        sequence: u64,
+        channel: &str,
+    ) {
+        let mut all = parse_keys(&self.keys.revoked);
+        all.extend(revoked.iter().filter(|k| !keys.contains(k)));
+        all.retain(|k| !keys.contains(k));
+        all.sort();
+        all.dedup();
+        self.keys = KeyState {
+            rotated: hex_keys(keys),
+            revoked: hex_keys(&all),
+            sequence: Some(sequence),
+            channel: Some(channel.to_string()),
+        };
+    }
     fn fresh() -> Result<Self, ClientError> {
         Ok(InstallState {
             format: STATE_FORMAT,
@@ -124,6 +187,7 @@ impl InstallState {
             min_version: None,
             blocked: None,
             probation: None,
+            keys: KeyState::default(),
         })
     }
 

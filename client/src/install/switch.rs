@@ -74,15 +74,18 @@ pub fn switch_to(
     };
     let text = serde_json::to_vec(&journal).map_err(|e| ClientError::Internal(e.to_string()))?;
     write_atomic(&layout.journal(), &text)?;
+    ferry_failpoint::hit("switch.journaled");
     if has_current {
         exchange(layout, &source, &current)?;
     } else {
         std::fs::rename(&source, &current).map_err(|e| ClientError::io(&current, e))?;
     }
+    ferry_failpoint::hit("switch.exchanged");
     fsync_dir(&layout.root)?;
     if let Some(parent) = source.parent() {
         fsync_dir(parent)?;
     }
+    ferry_failpoint::hit("switch.synced");
     finish(layout, state, journal, keep)
 }
 
@@ -145,6 +148,7 @@ fn finish(
                 std::fs::rename(&source, &dest).map_err(|e| ClientError::io(&dest, e))?;
             }
             fsync_dir(&layout.versions())?;
+            ferry_failpoint::hit("switch.old_filed");
             kept.insert(0, o.clone());
         }
         _ => layout.discard(&source)?,
@@ -167,6 +171,7 @@ fn finish(
         layout.discard(&layout.version_dir(&d.version))?;
     }
     state.save(layout)?;
+    ferry_failpoint::hit("switch.state_saved");
     for d in &dropped {
         if !state.installed().any(|i| i.manifest_id == d.manifest_id) {
             if let Ok(id) = d.id() {
@@ -176,6 +181,7 @@ fn finish(
     }
     std::fs::remove_file(layout.journal()).map_err(|e| ClientError::io(layout.journal(), e))?;
     fsync_dir(&layout.meta())?;
+    ferry_failpoint::hit("switch.done");
     Ok(())
 }
 

@@ -190,6 +190,7 @@ impl Staging {
                 }
             }
         }
+        ferry_failpoint::hit("client.file_assembled");
         Ok(done
             .iter()
             .enumerate()
@@ -220,7 +221,9 @@ impl Staging {
             fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
                 .map_err(|e| ClientError::io(&dest, e))?;
             let f = File::open(&dest).map_err(|e| ClientError::io(&dest, e))?;
-            f.sync_all().map_err(|e| ClientError::io(&dest, e))
+            f.sync_all().map_err(|e| ClientError::io(&dest, e))?;
+            ferry_failpoint::hit("client.file_synced");
+            Ok::<(), ClientError>(())
         })?;
         for e in entries {
             if let EntryKind::Symlink { target } = &e.kind {

@@ -1,7 +1,9 @@
 //! Fetching missing chunks in a few batched streams. Each stream asks for a
-//! contiguous run of ids and must get them back in that order; every chunk
-//! is decompressed and hash-checked off the async threads before it is
-//! written. A broken stream is retried from the first chunk not received.
+//! contiguous run of ids and must get them back in that order, one frame per
+//! chunk or several in a group frame; every chunk is decompressed and
+//! hash-checked off the async threads before it is written. A broken stream
+//! is retried from the first chunk not received; the chunks of a group that
+//! does not decode against the local files are asked for again singly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,11 +12,14 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use ferry_protocol::chunk::decode_payload;
 use ferry_protocol::frame::{Frame, StreamDecoder};
+use ferry_protocol::group::GroupHeader;
 use ferry_protocol::messages::{FetchRequest, MAX_IDS_PER_REQUEST};
 use ferry_protocol::{ChunkId, ManifestId, VerifiedChunk};
 use indicatif::ProgressBar;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+use super::group::{decode_group, DeltaBase};
 
 use crate::error::ClientError;
 use crate::http::Http;
@@ -24,8 +29,10 @@ pub type Sink = Arc<dyn Fn(VerifiedChunk) -> Result<(), ClientError> + Send + Sy
 
 /// Attempts per stream before giving up.
 const ATTEMPTS: u32 = 4;
-/// Chunks being verified and written per stream at once.
-const IN_FLIGHT: usize = 8;
+/// KiB of payloads, decoded chunks and group references being verified and
+/// written at once, across all streams: bounds the client's memory however
+/// large the groups are.
+const DECODE_BUDGET_KIB: usize = 24 * 1024;
 
 /// Totals of a fetch.
 #[derive(Debug, Default)]
@@ -33,6 +40,18 @@ pub struct FetchStats {
     pub chunks: AtomicU64,
     pub raw_bytes: AtomicU64,
     pub retries: AtomicU64,
+    /// Chunks that arrived in group frames.
+    pub grouped: AtomicU64,
+    /// Chunks of groups that did not decode here, fetched again singly.
+    pub refetched: AtomicU64,
+}
+
+/// What the fetched chunks are for: the manifest being built (`want`) and
+/// the version installed now (`base`, the reference of group frames).
+#[derive(Clone, Default)]
+pub struct FetchContext {
+    pub want: Option<ManifestId>,
+    pub base: Option<Arc<DeltaBase>>,
 }
 
 /// Fetches `wanted` (id, expected length) over up to `streams` concurrent
@@ -40,7 +59,7 @@ pub struct FetchStats {
 pub async fn fetch_chunks(
     http: &Http,
     wanted: Vec<(ChunkId, u32)>,
-    have: Option<ManifestId>,
+    ctx: FetchContext,
     streams: usize,
     sink: Sink,
     bar: ProgressBar,
@@ -69,10 +88,18 @@ pub async fn fetch_chunks(
             g.push(w);
         }
     }
+    let budget = Arc::new(Semaphore::new(DECODE_BUDGET_KIB));
     let mut tasks = JoinSet::new();
     for g in groups {
-        let (http, sink, stats, bar) = (http.clone(), sink.clone(), stats.clone(), bar.clone());
-        tasks.spawn(async move { run_stream(&http, g, have, sink, &stats, &bar).await });
+        let s = Stream {
+            http: http.clone(),
+            ctx: ctx.clone(),
+            sink: sink.clone(),
+            stats: stats.clone(),
+            bar: bar.clone(),
+            budget: budget.clone(),
+        };
+        tasks.spawn(async move { s.run(g).await });
     }
     while let Some(r) = tasks.join_next().await {
         r??;
@@ -80,145 +107,255 @@ pub async fn fetch_chunks(
     Ok(stats)
 }
 
-/// One stream: requests (in sub-batches of the per-request limit) until all
-/// of `ids` arrived, retrying transient failures from where it stopped.
-async fn run_stream(
-    http: &Http,
-    ids: Vec<(ChunkId, u32)>,
-    have: Option<ManifestId>,
+/// One stream of requests and what it shares with the others.
+struct Stream {
+    http: Http,
+    ctx: FetchContext,
     sink: Sink,
-    stats: &FetchStats,
-    bar: &ProgressBar,
-) -> Result<(), ClientError> {
-    let mut next = 0usize;
-    let mut failures = 0u32;
-    while next < ids.len() {
-        let end = (next + MAX_IDS_PER_REQUEST).min(ids.len());
-        let part = &ids[next..end];
-        match one_request(http, part, have, &sink, stats, bar).await {
-            (got, Ok(())) => {
-                next += got;
-                failures = 0;
-            }
-            (got, Err(e)) => {
-                next += got;
-                failures = if got > 0 { 1 } else { failures + 1 };
-                if !e.is_transient() || failures >= ATTEMPTS {
-                    return Err(e);
-                }
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                let delay = Duration::from_millis(250 << failures.min(5));
-                tracing::warn!(
-                    "chunk stream failed ({e}); resuming after {} chunks in {delay:?}",
-                    next
-                );
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-    Ok(())
+    stats: Arc<FetchStats>,
+    bar: ProgressBar,
+    budget: Arc<Semaphore>,
 }
 
-/// One fetch request. Returns how many chunks were received *and written*
-/// (a prefix of `ids`) along with the outcome.
-async fn one_request(
-    http: &Http,
-    ids: &[(ChunkId, u32)],
-    have: Option<ManifestId>,
-    sink: &Sink,
-    stats: &FetchStats,
-    bar: &ProgressBar,
-) -> (usize, Result<(), ClientError>) {
-    let req = FetchRequest {
-        ids: ids.iter().map(|w| w.0).collect(),
-        have,
-    };
-    let resp = match http.fetch(&req).await {
-        Ok(r) => r,
-        Err(e) => return (0, Err(e)),
-    };
-    let mut body = resp.into_body();
-    let mut buf = BytesMut::new();
-    let mut dec = StreamDecoder::new();
-    let mut received = 0usize;
-    let limiter = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut writers: JoinSet<Result<(), ClientError>> = JoinSet::new();
-    let outcome: Result<(), ClientError> = async {
-        loop {
-            // Decode every complete frame in the buffer.
-            while let Some((frame, used)) = dec.next(&buf)? {
-                match frame {
-                    Frame::Chunk { id, codec, raw_len, payload } => {
-                        let Some(&(want, want_len)) = ids.get(received) else {
-                            return Err(ClientError::protocol("chunk fetch", "server sent more chunks than asked for"));
-                        };
-                        if id != want {
-                            return Err(ClientError::protocol(
-                                "chunk fetch",
-                                format!("server sent chunk {} where {} was expected", id.short(), want.short()),
-                            ));
-                        }
-                        if raw_len != want_len {
-                            return Err(ClientError::protocol(
-                                "chunk fetch",
-                                format!("chunk {} is {raw_len} bytes, the manifest says {want_len}", id.short()),
-                            ));
-                        }
-                        let payload = payload.to_vec();
-                        received += 1;
-                        let permit = limiter.clone().acquire_owned().await.map_err(|e| ClientError::Internal(e.to_string()))?;
-                        let sink = sink.clone();
-                        writers.spawn_blocking(move || {
-                            let _permit = permit;
-                            let chunk = decode_payload(id, codec, raw_len, &payload)?;
-                            sink(chunk)
-                        });
-                        stats.chunks.fetch_add(1, Ordering::Relaxed);
-                        stats.raw_bytes.fetch_add(u64::from(raw_len), Ordering::Relaxed);
-                        bar.inc(u64::from(raw_len));
-                    }
-                    Frame::Missing { id } => {
-                        return Err(ClientError::protocol(
-                            "chunk fetch",
-                            format!("the server does not have chunk {id}; the version is incomplete there"),
-                        ));
-                    }
-                    Frame::End => {}
-                }
-                buf.advance(used);
-                // Surface write or verification errors early.
-                while let Some(r) = writers.try_join_next() {
-                    r??;
-                }
+impl Stream {
+    /// Fetches `ids`, then, one by one, the chunks of groups that did not
+    /// decode here.
+    async fn run(&self, ids: Vec<(ChunkId, u32)>) -> Result<(), ClientError> {
+        let retry = self.fetch_all(&ids, false).await?;
+        if !retry.is_empty() {
+            self.stats
+                .refetched
+                .fetch_add(retry.len() as u64, Ordering::Relaxed);
+            let again = self.fetch_all(&retry, true).await?;
+            if !again.is_empty() {
+                return Err(ClientError::protocol(
+                    "chunk fetch",
+                    "the server sent a group frame to a request for single chunks",
+                ));
             }
-            match http.next_piece(&mut body, "chunk fetch").await? {
-                Some(piece) => buf.extend_from_slice(&piece),
-                None => break,
-            }
-        }
-        dec.finish(&buf)?;
-        if received != ids.len() {
-            return Err(ClientError::protocol(
-                "chunk fetch",
-                format!("stream ended after {received} of {} chunks", ids.len()),
-            ));
         }
         Ok(())
     }
-    .await;
-    // Wait for every write that was started, so `received` chunks are on disk.
-    let mut written_ok = true;
-    let mut first_err = None;
-    while let Some(r) = writers.join_next().await {
-        let r = r.map_err(ClientError::from).and_then(|x| x);
-        if let Err(e) = r {
-            written_ok = false;
-            first_err.get_or_insert(e);
+
+    /// Requests (in sub-batches of the per-request limit) until all of
+    /// `ids` arrived, retrying transient failures from where it stopped.
+    /// Returns the chunks of groups to fetch again singly.
+    async fn fetch_all(
+        &self,
+        ids: &[(ChunkId, u32)],
+        plain: bool,
+    ) -> Result<Vec<(ChunkId, u32)>, ClientError> {
+        let mut next = 0usize;
+        let mut failures = 0u32;
+        let mut retry = Vec::new();
+        while next < ids.len() {
+            let end = (next + MAX_IDS_PER_REQUEST).min(ids.len());
+            let part = &ids[next..end];
+            let (got, outcome) = self.one_request(part, plain, &mut retry).await;
+            next += got;
+            match outcome {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = if got > 0 { 1 } else { failures + 1 };
+                    if !e.is_transient() {
+                        return Err(e);
+                    }
+                    if failures >= ATTEMPTS {
+                        return Err(ClientError::GaveUp {
+                            what: "chunk fetch".into(),
+                            attempts: failures,
+                            source: Box::new(e),
+                        });
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let delay = Duration::from_millis(250 << failures.min(5));
+                    tracing::warn!(
+                        "chunk stream failed ({e}); resuming after {next} chunks in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Ok(retry)
+    }
+
+    /// One fetch request. Returns how many chunks of `ids` were received
+    /// *and written* (a prefix), along with the outcome; chunks of groups
+    /// that did not decode are appended to `retry`.
+    async fn one_request(
+        &self,
+        ids: &[(ChunkId, u32)],
+        plain: bool,
+        retry: &mut Vec<(ChunkId, u32)>,
+    ) -> (usize, Result<(), ClientError>) {
+        let req = FetchRequest {
+            ids: ids.iter().map(|w| w.0).collect(),
+            have: self.ctx.base.as_ref().map(|b| b.manifest),
+            want: self.ctx.want.filter(|_| !plain),
+            plain,
+        };
+        let resp = match self.http.fetch(&req).await {
+            Ok(r) => r,
+            Err(e) => return (0, Err(e)),
+        };
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        let mut dec = StreamDecoder::new();
+        let mut received = 0usize;
+        let mut writers: JoinSet<Result<Vec<(ChunkId, u32)>, ClientError>> = JoinSet::new();
+        let outcome: Result<(), ClientError> = async {
+            loop {
+                // Decode every complete frame in the buffer.
+                while let Some((frame, used)) = dec.next(&buf)? {
+                    match frame {
+                        Frame::Chunk { id, codec, raw_len, payload } => {
+                            expect_at(ids, received, &id, raw_len)?;
+                            received += 1;
+                            let payload = payload.to_vec();
+                            let permit = self.reserve(payload.len() + raw_len as usize).await?;
+                            let sink = self.sink.clone();
+                            writers.spawn_blocking(move || {
+                                let _permit = permit;
+                                let chunk = decode_payload(id, codec, raw_len, &payload)?;
+                                sink(chunk)?;
+                                Ok(Vec::new())
+                            });
+                            self.count(1, u64::from(raw_len));
+                        }
+                        Frame::Group { first, raw_len, payload } => {
+                            if plain {
+                                return Err(ClientError::protocol(
+                                    "chunk fetch",
+                                    "the server sent a group frame to a request for single chunks",
+                                ));
+                            }
+                            let (header, z) = GroupHeader::parse(payload)?;
+                            let n = header.count as usize;
+                            let Some(chunks) = ids.get(received..received + n) else {
+                                return Err(ClientError::protocol("chunk fetch", "a group frame covers more chunks than were asked for"));
+                            };
+                            expect_at(ids, received, &first, chunks[0].1)?;
+                            let sum: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+                            if sum != u64::from(raw_len) {
+                                return Err(ClientError::protocol(
+                                    "chunk fetch",
+                                    format!("group at {} is {raw_len} bytes, its {n} chunks are {sum}", first.short()),
+                                ));
+                            }
+                            received += n;
+                            let chunks = chunks.to_vec();
+                            let z = z.to_vec();
+                            let reference = header.reference.map_or(0, |r| r.len as usize);
+                            let permit = self.reserve(z.len() + 2 * raw_len as usize + reference).await?;
+                            let (sink, base) = (self.sink.clone(), self.ctx.base.clone());
+                            writers.spawn_blocking(move || {
+                                let _permit = permit;
+                                let out = decode_group(base.as_deref(), &header, &z, &chunks);
+                                if let Some(p) = &out.problem {
+                                    tracing::warn!("group at {} fetched again chunk by chunk: {p}", first.short());
+                                }
+                                for c in out.verified {
+                                    sink(c)?;
+                                }
+                                Ok(out.retry)
+                            });
+                            self.stats.grouped.fetch_add(n as u64, Ordering::Relaxed);
+                            self.count(n as u64, u64::from(raw_len));
+                        }
+                        Frame::Missing { id } => {
+                            return Err(ClientError::protocol(
+                                "chunk fetch",
+                                format!("the server does not have chunk {id}; the version is incomplete there"),
+                            ));
+                        }
+                        Frame::End => {}
+                    }
+                    buf.advance(used);
+                    // Surface write or verification errors early.
+                    while let Some(r) = writers.try_join_next() {
+                        retry.extend(r??);
+                    }
+                }
+                match self.http.next_piece(&mut body, "chunk fetch").await? {
+                    Some(piece) => buf.extend_from_slice(&piece),
+                    None => break,
+                }
+            }
+            dec.finish(&buf)?;
+            if received != ids.len() {
+                return Err(ClientError::protocol(
+                    "chunk fetch",
+                    format!("stream ended after {received} of {} chunks", ids.len()),
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        // Wait for every write that was started, so `received` chunks are on disk.
+        let mut first_err = None;
+        while let Some(r) = writers.join_next().await {
+            match r.map_err(ClientError::from).and_then(|x| x) {
+                Ok(again) => retry.extend(again),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (outcome, first_err) {
+            (_, Some(e)) => (0, Err(e)),
+            (Ok(()), None) => (received, Ok(())),
+            (Err(e), None) => (received, Err(e)),
         }
     }
-    match (outcome, first_err) {
-        (_, Some(e)) => (0, Err(e)),
-        (Ok(()), None) => (received, Ok(())),
-        (Err(e), None) => (if written_ok { received } else { 0 }, Err(e)),
+
+    /// Waits until `bytes` fit in the decode budget.
+    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ClientError> {
+        let kib = (bytes / 1024).clamp(1, DECODE_BUDGET_KIB) as u32;
+        self.budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|e| ClientError::Internal(e.to_string()))
     }
+
+    fn count(&self, chunks: u64, raw: u64) {
+        self.stats.chunks.fetch_add(chunks, Ordering::Relaxed);
+        self.stats.raw_bytes.fetch_add(raw, Ordering::Relaxed);
+        self.bar.inc(raw);
+    }
+}
+
+/// Checks that the frame at position `at` is the chunk asked for there.
+fn expect_at(
+    ids: &[(ChunkId, u32)],
+    at: usize,
+    id: &ChunkId,
+    raw_len: u32,
+) -> Result<(), ClientError> {
+    let Some(&(want, want_len)) = ids.get(at) else {
+        return Err(ClientError::protocol(
+            "chunk fetch",
+            "server sent more chunks than asked for",
+        ));
+    };
+    if *id != want {
+        return Err(ClientError::protocol(
+            "chunk fetch",
+            format!(
+                "server sent chunk {} where {} was expected",
+                id.short(),
+                want.short()
+            ),
+        ));
+    }
+    if raw_len != want_len {
+        return Err(ClientError::protocol(
+            "chunk fetch",
+            format!(
+                "chunk {} is {raw_len} bytes, the manifest says {want_len}",
+                id.short()
+            ),
+        ));
+    }
+    Ok(())
 }

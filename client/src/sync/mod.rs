@@ -5,6 +5,7 @@
 mod build;
 mod fetch;
 mod get_chunks;
+mod group;
 mod index;
 mod record;
 mod repair;
@@ -17,10 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_protocol::rollout::{decide, ClientView};
-use ferry_protocol::{unix_now, Entry, ManifestId, PublicKey};
+use ferry_protocol::{unix_now, Entry, PublicKey};
 use serde::Serialize;
 
 pub use build::{FileJob, LocalStats, Staging};
+pub use fetch::FetchContext;
+use group::DeltaBase;
 pub use index::LocalIndex;
 pub use repair::repair_install;
 pub use rollback::{rollback, RollbackReport};
@@ -92,6 +95,9 @@ pub struct SyncReport {
     pub bytes_downloaded: u64,
     pub requests: u64,
     pub chunks_fetched: u64,
+    /// Of those, chunks that came in group frames (several chunks in one
+    /// zstd frame, usually compressed against the installed version).
+    pub chunks_grouped: u64,
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
@@ -251,7 +257,8 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
 
     // 3. The manifest.
     let base = state.current.as_ref().and_then(|c| c.id().ok());
-    let manifest = get_manifest(http, &layout, &o.app, &offer, &o.trusted, base).await?;
+    let trusted = state.trusted_keys(&o.trusted);
+    let manifest = get_manifest(http, &layout, &o.app, &offer, &trusted, base).await?;
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());
@@ -292,24 +299,35 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     }
     report.resumed = staging.exists();
     let index = local_index(&layout, &state);
-    let have = state.current.as_ref().and_then(|c| c.id().ok());
+    let ctx = FetchContext {
+        want: Some(offer.manifest_id),
+        base: delta_base(&layout, &state),
+    };
     let jobs: Vec<FileJob> = manifest
         .entries
         .iter()
         .filter_map(FileJob::from_entry)
         .collect();
-    let built = build_tree(
+    let built = match build_tree(
         http,
         staging.clone(),
         jobs,
         &manifest.entries,
         index,
-        have,
+        ctx,
         o.streams,
         o.quiet,
     )
-    .await?;
+    .await
+    {
+        Ok(b) => b,
+        Err(e) if e.is_disk_full() => {
+            return Err(disk_full(&layout, &staging, &offer.version, &manifest, e))
+        }
+        Err(e) => return Err(e),
+    };
     report.chunks_fetched = built.chunks_fetched;
+    report.chunks_grouped = built.chunks_grouped;
     report.bytes_fetched_raw = built.bytes_fetched_raw;
     report.chunks_reused = built.chunks_reused;
     report.bytes_reused = built.bytes_reused;
@@ -403,6 +421,31 @@ fn finish_report(mut r: SyncReport, http: &Http, start: Instant) -> SyncReport {
     r
 }
 
+/// A build that filled the disk: the partial tree is deleted (a full disk
+/// hurts the running version more than a resumable download helps), and
+/// the error says how much the version needs.
+fn disk_full(
+    layout: &Layout,
+    staging: &Path,
+    version: &str,
+    manifest: &ferry_protocol::Manifest,
+    e: ClientError,
+) -> ClientError {
+    let source = match e {
+        ClientError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    if let Err(err) = layout.discard(staging) {
+        tracing::warn!("could not remove the partial tree: {err}");
+    }
+    ClientError::DiskFull {
+        version: version.to_string(),
+        path: layout.root.clone(),
+        needed: manifest.total_size(),
+        source,
+    }
+}
+
 /// Staging trees of other targets are abandoned work: delete them.
 fn clear_other_staging(layout: &Layout, keep: &Path) {
     if let Ok(rd) = std::fs::read_dir(layout.staging_root()) {
@@ -434,10 +477,19 @@ pub(crate) fn local_index(layout: &Layout, state: &InstallState) -> LocalIndex {
     index
 }
 
+/// The live version as the reference for group frames, when its manifest
+/// is at hand.
+fn delta_base(layout: &Layout, state: &InstallState) -> Option<Arc<DeltaBase>> {
+    let id = state.current.as_ref()?.id().ok()?;
+    let m = load_manifest(layout, &id, &[]).ok()?;
+    Some(Arc::new(DeltaBase::new(&m, &layout.current())))
+}
+
 /// Counts of a tree build.
 #[derive(Debug, Default)]
 pub struct Built {
     pub chunks_fetched: u64,
+    pub chunks_grouped: u64,
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
@@ -452,7 +504,7 @@ pub(crate) async fn build_tree(
     jobs: Vec<FileJob>,
     entries: &[Entry],
     index: LocalIndex,
-    have: Option<ManifestId>,
+    ctx: FetchContext,
     streams: usize,
     quiet: bool,
 ) -> Result<Built, ClientError> {
@@ -477,20 +529,28 @@ pub(crate) async fn build_tree(
     let pending = Arc::new(pending);
     let (st, pe) = (staging.clone(), pending.clone());
     let sink: fetch::Sink = Arc::new(move |chunk| match pe.get(&chunk.id()) {
-        Some(pos) => st.write_chunk(&chunk, pos),
+        Some(pos) => {
+            ferry_failpoint::io("client.chunk_write").map_err(|e| ClientError::io(&st.root, e))?;
+            st.write_chunk(&chunk, pos)?;
+            ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
+            Ok(())
+        }
         None => Err(ClientError::protocol(
             "chunk fetch",
             "server sent a chunk nobody asked for",
         )),
     });
-    let fstats = fetch::fetch_chunks(http, wanted, have, streams, sink, bar.clone()).await?;
+    let fstats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await?;
     bar.finish_and_clear();
 
+    ferry_failpoint::hit("client.fetched");
     let (st, en) = (staging.clone(), entries.clone());
     tokio::task::spawn_blocking(move || st.finalize(&en)).await??;
+    ferry_failpoint::hit("client.finalized");
     use std::sync::atomic::Ordering::Relaxed;
     Ok(Built {
         chunks_fetched: fstats.chunks.load(Relaxed),
+        chunks_grouped: fstats.grouped.load(Relaxed),
         bytes_fetched_raw: fstats.raw_bytes.load(Relaxed),
         chunks_reused: stats.chunks_reused.load(Relaxed),
         bytes_reused: stats.bytes_reused.load(Relaxed),

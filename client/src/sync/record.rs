@@ -3,12 +3,13 @@
 //! expiry and mix-and-match.
 
 use ferry_protocol::rollout::Target;
+use ferry_protocol::rotation::check_rotation;
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{ChannelRecord, Envelope, Manifest, ManifestId, PublicKey};
 
 use super::SyncOptions;
 use crate::error::ClientError;
-use crate::http::Http;
+use crate::http::{with_retries, Http};
 use crate::install::{InstallState, Layout, Seen};
 
 /// Fetches the channel record (conditionally, when one is kept), verifies
@@ -27,9 +28,10 @@ pub(super) async fn accept_record(
         (Some(s), Some(k)) if blake3::hash(k).to_hex().as_str() == s.record_hash => s.etag.clone(),
         _ => None,
     };
-    let fetched = http
-        .get_channel(&o.app, &o.channel, etag.as_deref())
-        .await?;
+    let fetched = with_retries("channel record", || {
+        http.get_channel(&o.app, &o.channel, etag.as_deref())
+    })
+    .await?;
     let (bytes, etag) = match fetched {
         Some(f) => (f.bytes.to_vec(), f.etag),
         None => match kept {
@@ -44,8 +46,43 @@ pub(super) async fn accept_record(
     };
     let record_hash = blake3::hash(&bytes).to_hex().to_string();
     let env = Envelope::decode(&bytes, usize::MAX)?;
-    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &o.trusted)?)?;
+    let mut trusted = state.trusted_keys(&o.trusted);
+    if let Err(ferry_protocol::SignatureError::Untrusted { .. }) =
+        env.verify(KIND_CHANNEL, &trusted)
+    {
+        // Perhaps signed by a key announced while this client was away:
+        // follow the rotations in the channel's history that the keys it
+        // trusts can verify, then check again.
+        if follow_rotations(http, state, o, seen.as_ref().map_or(0, |s| s.sequence)).await? {
+            trusted = state.trusted_keys(&o.trusted);
+        }
+    }
+    let record = ChannelRecord::decode(env.verify(KIND_CHANNEL, &trusted)?)?;
     check_record(&record, o, seen.as_ref(), &record_hash, now)?;
+    if !record.keys.is_empty() {
+        let revoked = check_rotation(&env, &record, &trusted)
+            .map_err(|e| ClientError::Mismatch(format!("refusing channel record: {e}")))?;
+        if state.keys.rotated
+            != record
+                .keys
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+        {
+            tracing::warn!(
+                "publisher keys rotated by record {} of {}: now trusting {}",
+                record.sequence,
+                o.channel,
+                record
+                    .keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        state.rotate_keys(&record.keys, &revoked, record.sequence, &o.channel);
+    }
     if seen.as_ref().map(|s| &s.record_hash) != Some(&record_hash) {
         crate::install::write_atomic(&layout.record_file(&o.channel), &bytes)?;
     }
@@ -61,6 +98,64 @@ pub(super) async fn accept_record(
         },
     );
     Ok(record)
+}
+
+/// Records of the channel's history looked at when catching up on missed
+/// key rotations.
+const ROTATION_HISTORY: usize = 1000;
+
+/// Applies, oldest first, every key rotation in the channel's history newer
+/// than `after` that the keys trusted at that point verify (each one can
+/// hand trust on to the next, as TUF clients walk root metadata). Returns
+/// whether any was applied. Records are checked like the current one
+/// (signature, app, channel); none of them is installed from.
+async fn follow_rotations(
+    http: &Http,
+    state: &mut InstallState,
+    o: &SyncOptions,
+    after: u64,
+) -> Result<bool, ClientError> {
+    let history = match with_retries("channel history", || {
+        http.get_history(&o.app, &o.channel, ROTATION_HISTORY)
+    })
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!("no history to follow key rotations: {e}");
+            return Ok(false);
+        }
+    };
+    let mut applied = false;
+    for bytes in history {
+        let Ok(env) = Envelope::decode(&bytes, usize::MAX) else {
+            continue;
+        };
+        let trusted = state.trusted_keys(&o.trusted);
+        let Ok(body) = env.verify(KIND_CHANNEL, &trusted) else {
+            continue;
+        };
+        let Ok(rec) = ChannelRecord::decode(body) else {
+            continue;
+        };
+        if rec.keys.is_empty()
+            || rec.sequence <= after
+            || rec.app != o.app
+            || rec.channel != o.channel
+        {
+            continue;
+        }
+        if let Ok(revoked) = check_rotation(&env, &rec, &trusted) {
+            tracing::warn!(
+                "following a key rotation missed earlier (record {} of {})",
+                rec.sequence,
+                o.channel
+            );
+            state.rotate_keys(&rec.keys, &revoked, rec.sequence, &o.channel);
+            applied = true;
+        }
+    }
+    Ok(applied)
 }
 
 /// The checks a signed record must pass beyond its signature.
@@ -123,9 +218,11 @@ pub(super) async fn get_manifest(
                 let env = Envelope::decode(&bytes, usize::MAX).ok()?;
                 (ManifestId::of(&env.body) == b).then_some((b, bytes))
             });
-            http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
-                .await?
-                .to_vec()
+            with_retries("manifest", || {
+                http.get_manifest_against(&id, base.as_ref().map(|(b, x)| (b, x.as_slice())))
+            })
+            .await?
+            .to_vec()
         }
     };
     let env = Envelope::decode(&bytes, usize::MAX)?;
@@ -164,6 +261,7 @@ mod tests {
             issued_at: 0,
             expires_at: None,
             policy: Default::default(),
+            keys: Vec::new(),
         }
     }
 

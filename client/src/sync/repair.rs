@@ -29,7 +29,7 @@ pub async fn repair_install(
         current: cur,
     } = open_install(install)?;
     let id = cur.id()?;
-    let manifest = load_manifest(&layout, &id, trusted)?;
+    let manifest = load_manifest(&layout, &id, &state.known_keys(trusted))?;
     let live = layout.current();
     let (m, l) = (manifest.clone(), live.clone());
     let check = tokio::task::spawn_blocking(move || check_tree(&l, &m)).await?;
@@ -84,7 +84,7 @@ pub async fn repair_install(
         jobs.clone(),
         &stage_entries,
         index,
-        Some(id),
+        super::FetchContext::default(),
         streams,
         quiet,
     )

@@ -52,7 +52,7 @@ pub fn switch_due(
         .manifest_id
         .parse()
         .map_err(|e| ClientError::Internal(format!("state: bad staged manifest id: {e}")))?;
-    let manifest = load_manifest(layout, &id, &o.trusted)?;
+    let manifest = load_manifest(layout, &id, &state.trusted_keys(&o.trusted))?;
     let dir = layout.staging(&id);
     let check = check_tree(&dir, &manifest);
     if !check.is_clean() {

@@ -19,12 +19,44 @@ fn decode_all(buf: &[u8]) -> Result<Vec<(ChunkId, Vec<u8>)>, FrameError> {
         pos += used;
         match frame {
             Frame::Chunk { id, payload, .. } => out.push((id, payload.to_vec())),
+            Frame::Group { first, payload, .. } => out.push((first, payload.to_vec())),
             Frame::Missing { id } => out.push((id, Vec::new())),
             Frame::End => {}
         }
     }
     d.finish(&buf[pos..])?;
     Ok(out)
+}
+
+#[test]
+fn group_frames_round_trip_and_are_bounded() {
+    use crate::group::{GroupHeader, RefRange, MAX_GROUP_RAW};
+    let first = ChunkId::of(b"first");
+    let header = GroupHeader {
+        count: 2,
+        reference: Some(RefRange {
+            entry: 1,
+            offset: 10,
+            len: 100,
+        }),
+    };
+    let mut s = Vec::new();
+    encode_header(&mut s);
+    encode_group(&mut s, &first, 5000, &header, b"zstd-bytes");
+    encode_end(&mut s);
+    let got = decode_all(&s).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, first);
+    let (h, z) = GroupHeader::parse(&got[0].1).unwrap();
+    assert_eq!((h, z), (header, &b"zstd-bytes"[..]));
+    // Raw length beyond the group limit, and a payload too big for it.
+    for (raw, zlen) in [(MAX_GROUP_RAW + 1, 10), (10, 10_000)] {
+        let mut s = Vec::new();
+        encode_header(&mut s);
+        encode_group(&mut s, &first, raw, &header, &vec![0; zlen]);
+        encode_end(&mut s);
+        assert!(decode_all(&s).is_err(), "raw {raw} payload {zlen}");
+    }
 }
 
 #[test]
