@@ -76,6 +76,8 @@ pub struct Mirror {
     /// Chunk and manifest fetches in progress (one per object).
     chunk_flights: Flights<ChunkId>,
     manifest_flights: Flights<String>,
+    /// Channel record fetches in progress.
+    record_flights: Flights<(String, String)>,
 }
 
 fn upstream_err(e: impl std::fmt::Display) -> StoreError {
@@ -99,6 +101,7 @@ impl Mirror {
             checked: Mutex::new(HashMap::new()),
             chunk_flights: Flights::default(),
             manifest_flights: Flights::default(),
+            record_flights: Flights::default(),
         })
     }
 
@@ -238,21 +241,23 @@ impl Mirror {
     /// the local copy is served.
     fn refresh_channel(&self, app: &str, channel: &str) {
         let key = (app.to_string(), channel.to_string());
-        {
-            // Claimed before asking: while one request asks, the others
-            // serve the local copy; a failure is not retried within the TTL
-            // either (a dead upstream is not hammered).
-            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-            if checked
-                .get(&key)
-                .is_some_and(|t| t.elapsed() < self.config.record_ttl)
-            {
-                return;
+        if self.checked_recently(&key) {
+            return;
+        }
+        // One request asks at a time. The others serve the local copy, or,
+        // when there is none yet (a channel's first client), wait for the
+        // answer rather than say 404.
+        let (mine, others) = self.record_flights.claim(std::slice::from_ref(&key));
+        if mine.keys.is_empty() {
+            if !matches!(self.local.get_channel(app, channel), Ok(Some(_))) {
+                for f in others {
+                    f.wait(RECORD_TIMEOUT + Duration::from_secs(1));
+                }
             }
-            if checked.len() > 100_000 {
-                checked.clear();
-            }
-            checked.insert(key, Instant::now());
+            return;
+        }
+        if self.checked_recently(&key) {
+            return; // a flight ended just before this one was claimed
         }
         match self.fetch_channel(app, channel) {
             Ok(result) => self.metrics.mirror("record", result),
@@ -261,6 +266,23 @@ impl Mirror {
                 tracing::warn!("mirror: channel {app}/{channel}: {e}; serving the local copy");
             }
         }
+        // A failure is not retried within the TTL either: a dead upstream
+        // is not hammered.
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.len() > 100_000 {
+            checked.clear();
+        }
+        checked.insert(key, Instant::now());
+        drop(checked);
+        drop(mine);
+    }
+
+    /// Whether the channel's record was asked for upstream within the TTL.
+    fn checked_recently(&self, key: &(String, String)) -> bool {
+        let checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        checked
+            .get(key)
+            .is_some_and(|t| t.elapsed() < self.config.record_ttl)
     }
 
     fn fetch_channel(&self, app: &str, channel: &str) -> Result<&'static str, StoreError> {
