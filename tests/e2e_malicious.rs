@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_protocol::frame::{encode_end, encode_frame, encode_header};
+use ferry_protocol::frame::{encode_end, encode_frame, encode_group, encode_header};
+use ferry_protocol::group::{self, GroupHeader, RefRange};
+use ferry_protocol::messages::FetchRequest;
 use ferry_protocol::signed::{KIND_CHANNEL, KIND_MANIFEST};
 use ferry_protocol::{
     unix_now, ChannelRecord, ChunkId, ChunkRef, ChunkerParams, Codec, Entry, EntryKind, Manifest,
@@ -122,6 +124,13 @@ enum Chunks {
     WrongLength,
     /// The right chunks, then frames forever.
     Endless,
+    /// Non-plain fetches get one group frame that lies (plain ones the
+    /// honest chunks): decoded bytes that are the attacker's...
+    GroupWrongBytes,
+    /// ...a reference past the end of the client's file...
+    GroupRefPastEnd,
+    /// ...or a reference to an entry the manifest does not have.
+    GroupRefNoEntry,
 }
 
 /// What the fake serves: one record, manifests by id, chunks by id.
@@ -174,6 +183,14 @@ impl Scene {
         let ids = self.asked(body);
         let mut out = Vec::new();
         encode_header(&mut out);
+        let plain = FetchRequest::decode(body).map(|f| f.plain).unwrap_or(true);
+        if !plain {
+            if let Some(group) = self.lying_group(&ids) {
+                out.extend_from_slice(&group);
+                encode_end(&mut out);
+                return Resp::ok(CHUNKS, out);
+            }
+        }
         for id in &ids {
             let data = &self.chunks[id];
             match self.mode {
@@ -209,6 +226,47 @@ impl Scene {
         }
         encode_end(&mut out);
         Resp::ok(CHUNKS, out)
+    }
+}
+
+impl Scene {
+    /// One group frame for all of `ids`, lying the way the mode says.
+    fn lying_group(&self, ids: &[ChunkId]) -> Option<Vec<u8>> {
+        let honest: Vec<u8> = ids.iter().flat_map(|id| self.chunks[id].clone()).collect();
+        // lib/data.bin: entry 4 of version 1 (README.txt, bin, bin/app, lib,
+        // lib/data.bin), 5000 bytes long.
+        let (raw, reference) = match self.mode {
+            Chunks::GroupWrongBytes => {
+                let mut evil = EVIL.repeat(honest.len() / EVIL.len() + 1);
+                evil.truncate(honest.len());
+                (evil, None)
+            }
+            Chunks::GroupRefPastEnd => (
+                honest,
+                Some(RefRange {
+                    entry: 4,
+                    offset: 4990,
+                    len: 100,
+                }),
+            ),
+            Chunks::GroupRefNoEntry => (
+                honest,
+                Some(RefRange {
+                    entry: 9999,
+                    offset: 0,
+                    len: 10,
+                }),
+            ),
+            _ => return None,
+        };
+        let z = group::compress(&raw, &[], 3).unwrap();
+        let header = GroupHeader {
+            count: ids.len() as u32,
+            reference,
+        };
+        let mut out = Vec::new();
+        encode_group(&mut out, &ids[0], raw.len() as u32, &header, &z);
+        Some(out)
     }
 }
 
@@ -656,6 +714,41 @@ fn chunk_streams_that_lie_are_refused_and_nothing_unverified_is_written() {
         std::fs::read(w.install.join("current/lib/data.bin")).unwrap(),
         v2_lib
     );
+}
+
+#[test]
+fn group_frames_that_lie_are_refetched_singly_and_never_written() {
+    let w = world();
+    let v2_lib: Vec<u8> = (0..9000u32).map(|i| (i * 13 + 5) as u8).collect();
+    let v2_tool = b"#!/bin/sh\necho tool v2\n".to_vec();
+    // The reference past the end comes first: it points into version 1's
+    // lib/data.bin, the installed version at that moment.
+    for (n, mode) in [
+        Chunks::GroupRefPastEnd,
+        Chunks::GroupWrongBytes,
+        Chunks::GroupRefNoEntry,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let version = format!("3.0.{n}");
+        let readme = format!("version 3.0.{n}\n").into_bytes();
+        let mut entries = vec![dir("bin"), dir("lib")];
+        entries.push(file("README.txt", &readme));
+        entries.push(file("bin/app", b"#!/bin/sh\necho v1\n"));
+        entries.push(file("bin/tool", &v2_tool));
+        entries.push(file("lib/data.bin", &v2_lib));
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut scene = w.offer(&version, entries, &[&readme, &v2_tool, &v2_lib]);
+        scene.mode = mode;
+        w.fake.set(scene.handler());
+        let r = w.sync_ok();
+        assert_eq!(r["version"], version.as_str(), "{r}");
+        let cur = w.install.join("current");
+        assert_eq!(std::fs::read(cur.join("lib/data.bin")).unwrap(), v2_lib);
+        assert_eq!(std::fs::read(cur.join("README.txt")).unwrap(), readme);
+        assert_no_payload(&w.install, &version);
+    }
 }
 
 #[test]
