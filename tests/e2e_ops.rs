@@ -235,8 +235,9 @@ fn metrics_probes_status_page_and_cache_headers() {
         "<h2>demo</h2>",
         "<td>stable</td><td>1.0.0</td>",
         "100% of clients",
-        // 3 clients report on stable 1.0.0 or the made-up version.
-        "<td>stable</td><td>1.0.0</td><td class=\"n\">2</td><td class=\"n\">1</td>",
+        // The sync's own report and two posted ones on stable 1.0.0 (one
+        // failed); one on the made-up version.
+        "<td>stable</td><td>1.0.0</td><td class=\"n\">3</td><td class=\"n\">2</td>",
         "<td class=\"n bad\">1</td>",
         "9.9.9-made-up",
         "chunks,",
