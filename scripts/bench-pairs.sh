@@ -5,7 +5,10 @@
 # Bytes of an update old -> new:
 #   whole zstd-3       tar of new, zstd -3 (no delta mechanism at all)
 #   changed zstd-3     tar of the files of new that differ from old, zstd -3
-#   rsync zstd-3       rsync --only-write-batch into a copy of old, batch zstd -3
+#   rsync zstd-3       rsync -c --only-write-batch into a copy of old, batch zstd -3
+#                      (-c everywhere: npm and wheel files keep fixed mtimes, so
+#                      rsync's size+mtime quick check misses changed files of
+#                      equal size, e.g. typescript's package.json)
 #   casync 64K / 16K   chunks of new's casync store missing from old's, plus
 #                      new's index (casync make, default compression)
 #   bound              zstd -19 --long=27 --patch-from=OLD NEW per changed file
@@ -18,7 +21,7 @@
 # byte (channel record, compressed manifest, chunk streams).
 #
 # Time and memory of the update, page cache warm, best of N (default 3):
-#   rsync daemon       rsync -a --delete --fsync rsync://127.0.0.1/... into a
+#   rsync daemon       rsync -a -c --delete --fsync rsync://127.0.0.1/... into a
 #                      copy of old (daemon on loopback, no compression)
 #   ferry sync         into a copy of an install of old, server cache warm,
 #                      peak RSS from /usr/bin/time, requests from --json
@@ -155,7 +158,7 @@ def rsync_daemon(old, new, w):
         for _ in range(rounds):
             shutil.rmtree(f"{w}/rs", ignore_errors=True); sh(f"cp -a '{old}' {w}/rs")
             t0 = time.monotonic()
-            sh(f"rsync -a --delete --fsync rsync://127.0.0.1:{p}/new/ {w}/rs/")
+            sh(f"rsync -a --checksum --delete --fsync rsync://127.0.0.1:{p}/new/ {w}/rs/")
             wall = time.monotonic() - t0
             best = wall if best is None else min(best, wall)
         sh(f"diff -r --no-dereference '{new}' {w}/rs")
@@ -173,7 +176,7 @@ for pair in pairs:
         lst = os.path.join(w, "changed.txt")
         open(lst, "w").write("\n".join(os.path.relpath(c[1], new) for c in ch) + "\n")
         changed_z = zsize(f"tar -C '{new}' -cf - -T {lst} | zstd -3 -q -c")
-        sh(f"cp -a '{old}' {w}/rs && rsync -a --delete --only-write-batch={w}/batch '{new}/' {w}/rs/")
+        sh(f"cp -a '{old}' {w}/rs && rsync -a --checksum --delete --only-write-batch={w}/batch '{new}/' {w}/rs/")
         rs = zsize(f"zstd -3 -q -c {w}/batch"); shutil.rmtree(f"{w}/rs")
         cas = [casync(old, new, a, w) for a in (65536, 16384)] if have_casync else ["-", "-"]
         bnd = bound(old, new) if not skip_slow else "-"
