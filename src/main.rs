@@ -4,6 +4,7 @@
 //! one line on stderr and maps them to exit codes.
 
 mod cli;
+mod malloc;
 mod tune;
 
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    malloc::tune();
     let args = cli::Cli::parse();
     cli::init_logging(&args);
     match cli::run(args) {
