@@ -105,6 +105,10 @@ run() { # name, wrk args...
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   tps=$(echo "$out" | awk '/^Transfer\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  # A figure of error answers is no figure: say so on the line.
+  if echo "$out" | grep -q "Non-2xx"; then
+    name="$name [ERRORS: $(echo "$out" | awk '/Non-2xx/ {print $NF}') non-2xx]"
+  fi
   printf '%-44s %10s req/s %12s/s  p99 %8s  server RSS %s MiB\n' \
     "$name" "$rps" "$tps" "$p99" "$(( $(rss_kib) / 1024 ))"
 }
@@ -115,7 +119,7 @@ echo "app: $(du -sh "$work/app" | cut -f1), $nchunks distinct chunks"
 run "agent check: GET record, If-None-Match (304)" -H "If-None-Match: $etag" \
   "$url/v1/apps/demo/channels/stable"
 run "GET /v1/chunks/{id} (random chunk)" -s "$work/chunks.lua" "$url"
-run "POST /v1/chunks/fetch (all $nchunks chunks)" -s "$work/fetch.lua" "$url"
+run "POST /v1/chunks/fetch (all $nchunks chunks)" -s "$work/fetch.lua" "$url/v1/chunks/fetch"
 run "GET /healthz" "$url/healthz"
 
 # Reference in the same run: nginx serving the very same chunk answers as
@@ -188,6 +192,6 @@ stop_server
 # The same over TLS (keep-alive: handshakes amortised).
 start_server --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
 run "TLS: GET /v1/chunks/{id} (random chunk)" -s "$work/chunks.lua" "$url"
-run "TLS: POST /v1/chunks/fetch (all chunks)" -s "$work/fetch.lua" "$url"
+run "TLS: POST /v1/chunks/fetch (all chunks)" -s "$work/fetch.lua" "$url/v1/chunks/fetch"
 run "TLS: agent check (304)" -H "If-None-Match: $etag" "$url/v1/apps/demo/channels/stable"
 stop_server

@@ -36,21 +36,10 @@ fn mirror_fills_on_demand_follows_promotes_and_outlives_its_upstream() {
         "1.0.0",
         &s(&key.path),
     ));
-    let m = s(&t.path().join("mirror"));
-    let mirror = Server::spawn(
+    let mirror = Server::mirror(
         &t.path().join("mirror"),
-        &[
-            "serve",
-            "--data",
-            &m,
-            "--listen",
-            "127.0.0.1:0",
-            "--mirror-of",
-            &upstream.url,
-            "--mirror-ttl",
-            "1s",
-        ],
-        &[],
+        &upstream.url,
+        &["--mirror-ttl", "1s"],
     );
 
     // Client 1 syncs from the mirror, which fills itself from the upstream.
@@ -121,22 +110,11 @@ fn mirror_with_a_pinned_key_refuses_what_another_key_signed() {
         "1.0.0",
         &s(&key.path),
     ));
-    let m = s(&t.path().join("mirror"));
     let pin = format!("demo={}", other.public);
-    let mirror = Server::spawn(
+    let mirror = Server::mirror(
         &t.path().join("mirror"),
-        &[
-            "serve",
-            "--data",
-            &m,
-            "--listen",
-            "127.0.0.1:0",
-            "--mirror-of",
-            &upstream.url,
-            "--app-key",
-            &pin,
-        ],
-        &[],
+        &upstream.url,
+        &["--app-key", &pin],
     );
     // The record is not kept (the mirror has none to serve) ...
     let err = ferry_err(&sync_args(
@@ -165,20 +143,7 @@ fn clients_arriving_together_cost_the_upstream_one_fetch_per_chunk() {
         "1.0.0",
         &s(&key.path),
     ));
-    let m = s(&t.path().join("mirror"));
-    let mirror = Server::spawn(
-        &t.path().join("mirror"),
-        &[
-            "serve",
-            "--data",
-            &m,
-            "--listen",
-            "127.0.0.1:0",
-            "--mirror-of",
-            &upstream.url,
-        ],
-        &[],
-    );
+    let mirror = Server::mirror(&t.path().join("mirror"), &upstream.url, &[]);
     let handles: Vec<_> = (0..4)
         .map(|i| {
             let (url, public) = (mirror.url.clone(), key.public.clone());

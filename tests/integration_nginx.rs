@@ -130,20 +130,7 @@ fn second_client_is_served_from_the_nginx_cache() {
     };
     let t = tempfile::tempdir().unwrap();
     let origin = Server::start(&t.path().join("origin"));
-    let m = s(&t.path().join("mirror"));
-    let mirror = Server::spawn(
-        &t.path().join("mirror"),
-        &[
-            "serve",
-            "--data",
-            &m,
-            "--listen",
-            "127.0.0.1:0",
-            "--mirror-of",
-            &origin.url,
-        ],
-        &[],
-    );
+    let mirror = Server::mirror(&t.path().join("mirror"), &origin.url, &[]);
     let port = free_port();
     let ng = t.path().join("nginx");
     let _nginx = start_nginx(&bin, &ng, port, origin.port(), mirror.port());

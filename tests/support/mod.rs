@@ -94,6 +94,22 @@ impl Server {
         Self::spawn(data, &args, env)
     }
 
+    /// A read-only pull-through mirror of `upstream` over `data`.
+    pub fn mirror(data: &Path, upstream: &str, extra: &[&str]) -> Server {
+        let d = data.display().to_string();
+        let mut args = vec![
+            "serve",
+            "--data",
+            &d,
+            "--listen",
+            "127.0.0.1:0",
+            "--mirror-of",
+            upstream,
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(data, &args, &[])
+    }
+
     /// `ferry ARGS` (a serve command) with extra environment variables;
     /// `data` is only remembered.
     pub fn spawn(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
