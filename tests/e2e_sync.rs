@@ -332,3 +332,55 @@ fn gc_on_a_stopped_server_keeps_what_clients_need() {
     assert_same_tree(&root.join("v3"), &root.join("fresh/current"));
     drop(_tmp);
 }
+
+#[test]
+fn link_unchanged_shares_intact_unchanged_files_and_copies_the_rest() {
+    use std::os::unix::fs::MetadataExt;
+    let w = world();
+    w.push("v1", "1.0.0");
+    w.sync("inst");
+    // A damaged installed file (unchanged between the versions) must not
+    // be linked: the new tree gets the right bytes, the old tree keeps its
+    // own damaged copy, untouched.
+    let damaged = w.root.join("inst/current/share/doc/page3.txt");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    w.push("v2", "1.1.0");
+    let inst = w.p("inst");
+    let mut args = sync_args(&w.server.url, &inst, &w.key.public);
+    args.push("--link-unchanged");
+    let s2 = json(&ferry_ok(&args));
+    assert_eq!(s2["version"], "1.1.0", "{s2}");
+    assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
+    // 12 pages, bin/app, empty.cfg: all unchanged; one page damaged.
+    assert_eq!(s2["files_linked"], 13, "{s2}");
+    let meta = |rel: &str| std::fs::metadata(w.root.join(rel)).unwrap();
+    let (new, old) = (
+        meta("inst/current/bin/app"),
+        meta("inst/versions/1.0.0/bin/app"),
+    );
+    assert_eq!((new.ino(), new.nlink()), (old.ino(), 2));
+    assert_eq!(new.mode() & 0o777, 0o755);
+    let (new, old) = (
+        meta("inst/current/share/doc/page3.txt"),
+        meta("inst/versions/1.0.0/share/doc/page3.txt"),
+    );
+    assert_ne!(new.ino(), old.ino());
+    assert_eq!(
+        std::fs::read(w.root.join("inst/versions/1.0.0/share/doc/page3.txt")).unwrap(),
+        bytes
+    );
+    // Changed files are never links.
+    assert_eq!(meta("inst/current/lib/engine.so").nlink(), 1);
+    let v = json(&ferry_ok(&["verify", "--install", &inst, "--json"]));
+    assert_eq!(v["clean"], true, "{v}");
+    // Rolling back swaps the trees; the damaged old copy comes back as it
+    // was, the new version is kept whole.
+    ferry_ok(&["rollback", "--install", &inst]);
+    assert_eq!(
+        std::fs::read(w.root.join("inst/current/share/doc/page3.txt")).unwrap(),
+        bytes
+    );
+    assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
+}

@@ -78,6 +78,10 @@ pub struct AgentArgs {
     /// How to fetch chunks: batch or get (cacheable) [default: batch].
     #[arg(long, value_enum)]
     pub fetch: Option<FetchMode>,
+    /// Hard-link unchanged files from the installed version (see `ferry
+    /// sync --link-unchanged`).
+    #[arg(long)]
+    pub link_unchanged: bool,
 }
 
 /// The TOML file: every key optional, unknown keys an error naming them.
@@ -102,6 +106,7 @@ struct AgentFile {
     hook_timeout: Option<String>,
     ca: Option<PathBuf>,
     fetch: Option<FetchMode>,
+    link_unchanged: Option<bool>,
 }
 
 fn parse_splay(s: &str) -> Result<u64, String> {
@@ -235,6 +240,7 @@ fn resolve(a: AgentArgs) -> Result<Resolved> {
     opts.streams = streams as usize;
     opts.group = group;
     opts.client_id_file = a.client_id_file.or(f.client_id_file);
+    opts.link_unchanged = a.link_unchanged || f.link_unchanged.unwrap_or(false);
     opts.hooks = if a.hook.is_empty() {
         f.hook
             .unwrap_or_default()

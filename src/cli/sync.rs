@@ -59,6 +59,13 @@ pub struct SyncArgs {
     /// Seconds a hook may run before it is killed (and counts as failed).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub hook_timeout: u64,
+    /// Hard-link files that did not change from the installed version
+    /// instead of copying them: much faster updates of large apps and no
+    /// second copy on disk, but the live and the kept versions then share
+    /// those files, so an application that writes into its own install
+    /// tree changes its rollback copy too (docs/storage.md).
+    #[arg(long)]
+    pub link_unchanged: bool,
     /// Do not tell the server the outcome. By default an update, a staged
     /// version or a failure is reported (what `ferry status` counts); an
     /// up-to-date check sends nothing.
@@ -131,6 +138,7 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     o.now = a.now;
     o.hooks = a.hook.clone();
     o.hook_timeout = std::time::Duration::from_secs(a.hook_timeout);
+    o.link_unchanged = a.link_unchanged;
     if let Some(g) = &a.group {
         ferry_protocol::names::validate_channel(g)
             .map_err(|e| anyhow::anyhow!("--group {g:?}: {e}"))?;

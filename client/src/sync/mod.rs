@@ -60,6 +60,10 @@ pub struct SyncOptions {
     /// Commands run around the switch.
     pub hooks: Vec<Hook>,
     pub hook_timeout: Duration,
+    /// Hard-link files that did not change from the installed version
+    /// instead of copying them (verified first; the versions then share
+    /// those files' inodes: see docs/storage.md).
+    pub link_unchanged: bool,
 }
 
 impl SyncOptions {
@@ -78,6 +82,7 @@ impl SyncOptions {
             now: None,
             hooks: Vec::new(),
             hook_timeout: Duration::from_secs(60),
+            link_unchanged: false,
         }
     }
 }
@@ -101,6 +106,9 @@ pub struct SyncReport {
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
+    /// Unchanged files hard-linked from the installed version
+    /// (`link_unchanged`).
+    pub files_linked: u64,
     pub files: u64,
     pub version_bytes: u64,
     pub resumed: bool,
@@ -317,6 +325,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         ctx,
         o.streams,
         o.quiet,
+        o.link_unchanged,
     )
     .await
     {
@@ -331,6 +340,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     report.bytes_fetched_raw = built.bytes_fetched_raw;
     report.chunks_reused = built.chunks_reused;
     report.bytes_reused = built.bytes_reused;
+    report.files_linked = built.files_linked;
 
     // 6. Post-install hooks on the complete tree, then stage for later or
     // switch now.
@@ -493,6 +503,7 @@ pub struct Built {
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
+    pub files_linked: u64,
 }
 
 /// Builds the files `jobs` (and the dirs and symlinks of `entries`) under
@@ -507,8 +518,13 @@ pub(crate) async fn build_tree(
     ctx: FetchContext,
     streams: usize,
     quiet: bool,
+    link_unchanged: bool,
 ) -> Result<Built, ClientError> {
-    let staging = Arc::new(Staging { root, jobs });
+    let staging = Arc::new(Staging {
+        root,
+        jobs,
+        link_unchanged,
+    });
     let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
     let stats = Arc::new(LocalStats::default());
     let (st, en, ss) = (staging.clone(), entries.clone(), stats.clone());
@@ -554,5 +570,6 @@ pub(crate) async fn build_tree(
         bytes_fetched_raw: fstats.raw_bytes.load(Relaxed),
         chunks_reused: stats.chunks_reused.load(Relaxed),
         bytes_reused: stats.bytes_reused.load(Relaxed),
+        files_linked: stats.files_linked.load(Relaxed),
     })
 }

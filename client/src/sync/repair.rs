@@ -87,6 +87,9 @@ pub async fn repair_install(
         super::FetchContext::default(),
         streams,
         quiet,
+        // Repaired files replace damaged ones by rename: never a link to
+        // the file being replaced.
+        false,
     )
     .await?;
 
