@@ -68,7 +68,7 @@ impl Layout {
     fn join(&self, parts: &[&str]) -> Path {
         let mut p = self.root.clone();
         for part in parts {
-            p = p.child(*part);
+            p = p.join(*part);
         }
         p
     }
@@ -112,7 +112,7 @@ impl Layout {
     /// Zero-padded to 20 digits (u64::MAX has 20), so listing order is
     /// sequence order.
     pub fn history(&self, app: &str, channel: &str, seq: u64) -> Result<Path, StoreError> {
-        Ok(self.history_of(app, channel)?.child(format!("{seq:020}")))
+        Ok(self.history_of(app, channel)?.join(format!("{seq:020}")))
     }
 
     pub fn keys(&self, app: &str, slot: KeySlot) -> Result<Path, StoreError> {

@@ -333,7 +333,7 @@ mod cases {
         };
         promote(b, &fallback).unwrap();
         let mut bad_fallback = record(&m2, "beta", 2);
-        bad_fallback.policy.previous = Some(record(&unknown, "beta", 0).target());
+        bad_fallback.policy.previous = Some(unknown.target());
         assert!(matches!(
             promote(b, &bad_fallback),
             Err(StoreError::UnknownManifest(_))
