@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// Data directory of the RocksDB store (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Keep everything in S3 or an S3-compatible service instead of
+    /// --data: `s3://BUCKET/PREFIX`; endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY. Several servers may share one prefix.
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub store: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8470].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -112,6 +118,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeFile {
     data: Option<PathBuf>,
+    store: Option<String>,
     listen: Option<String>,
     /// Refused with a message: secrets do not belong in config files.
     push_token: Option<toml::Value>,
@@ -166,10 +173,19 @@ pub fn load_file(path: &Path) -> Result<ServeFile> {
     Ok(f)
 }
 
+/// Where the server keeps its data.
+#[derive(Debug, PartialEq, Eq)]
+enum Storage {
+    /// A RocksDB store in this directory.
+    Dir(PathBuf),
+    /// An `s3://BUCKET/PREFIX` URL.
+    S3(String),
+}
+
 /// Everything `ferry serve` runs with, after flags, file and defaults.
 #[derive(Debug)]
 struct Resolved {
-    data: PathBuf,
+    storage: Storage,
     listen: SocketAddr,
     config: ServerConfig,
     mirror: Option<MirrorConfig>,
@@ -209,9 +225,24 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
         Some(p) => load_file(p)?,
         None => ServeFile::default(),
     };
-    let data = a.data.or(f.data).ok_or_else(|| {
-        anyhow::anyhow!("--data is required (on the command line or in --config)")
-    })?;
+    // The command line's choice replaces the file's; within one, exactly one.
+    let storage = match (a.data, a.store, f.data, f.store) {
+        (Some(d), None, ..) => Storage::Dir(d),
+        (None, Some(u), ..) => Storage::S3(u),
+        (None, None, Some(d), None) => Storage::Dir(d),
+        (None, None, None, Some(u)) => Storage::S3(u),
+        (None, None, Some(_), Some(_)) => {
+            bail!("config keys data and store are alternatives: give one")
+        }
+        (Some(_), Some(_), ..) => bail!("--data and --store are alternatives: give one"),
+        (None, None, None, None) => bail!(
+            "--data DIR or --store s3://BUCKET/PREFIX is required \
+             (on the command line or in --config)"
+        ),
+    };
+    if let Storage::S3(url) = &storage {
+        ferry_store_s3::parse_s3_url(url).map_err(|e| anyhow::anyhow!("--store {e}"))?;
+    }
     let listen = match (a.listen, f.listen) {
         (Some(l), _) => l,
         (None, Some(s)) => s
@@ -288,6 +319,11 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
         Some(_) if push_token.is_some() => {
             bail!("a mirror is read-only: --mirror-of cannot be combined with a push token")
         }
+        Some(_) if matches!(storage, Storage::S3(_)) => {
+            bail!(
+                "a mirror keeps its copies in --data; --store cannot be combined with --mirror-of"
+            )
+        }
         Some(upstream) => {
             let ttl = match a.mirror_ttl {
                 Some(t) => t,
@@ -306,7 +342,7 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
         }
     };
     Ok(Resolved {
-        data,
+        storage,
         listen,
         config: ServerConfig {
             push_token,
@@ -333,7 +369,7 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let Resolved {
-        data,
+        storage,
         listen,
         mut config,
         mirror,
@@ -342,9 +378,22 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     if let Some((cert, key)) = &tls {
         config.tls = Some(ferry_server::tls::server_config(cert, key)?);
     }
-    let store = Store::open(&data)
-        .with_context(|| format!("cannot open the store in {}", data.display()))?;
-    let local: Arc<dyn Backend> = Arc::new(store);
+    let (local, data): (Arc<dyn Backend>, Option<PathBuf>) = match storage {
+        Storage::Dir(data) => {
+            let store = Store::open(&data)
+                .with_context(|| format!("cannot open the store in {}", data.display()))?;
+            (Arc::new(store), Some(data))
+        }
+        Storage::S3(url) => {
+            let store = ferry_store_s3::ObjectBackend::s3(&url)
+                .with_context(|| format!("cannot use the store {url}"))?;
+            (Arc::new(store), None)
+        }
+    };
+    let where_ = data.as_ref().map_or_else(
+        || "object store".to_string(),
+        |d| format!("data {}", d.display()),
+    );
     let pushes = config.push_token.is_some();
     let scheme = if config.tls.is_some() {
         "https"
@@ -365,10 +414,13 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let sock = admin::socket_path(&data);
-        let admin_task = match admin::bind(&sock) {
-            Ok(l) => Some(tokio::spawn(admin::run(l, state.clone()))),
-            Err(e) => {
+        // The admin socket serves `ferry backup`, which needs a data
+        // directory; an object store is backed up by the service itself.
+        let sock = data.as_ref().map(|d| admin::socket_path(d));
+        let admin_task = match sock.as_ref().map(|s| (s, admin::bind(s))) {
+            None => None,
+            Some((_, Ok(l))) => Some(tokio::spawn(admin::run(l, state.clone()))),
+            Some((sock, Err(e))) => {
                 tracing::warn!(
                     "admin socket {}: {e}; `ferry backup` will not work while this server runs",
                     sock.display()
@@ -379,8 +431,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         // A fixed line scripts and tests can wait for (port 0 picks a port).
         eprintln!("ferry serve: listening on {scheme}://{addr}");
         tracing::info!(
-            "serving (data {}, pushes {}{})",
-            data.display(),
+            "serving ({where_}, pushes {}{})",
             if pushes {
                 "enabled"
             } else {
@@ -392,7 +443,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
         serve(listener, state, shutdown_signal()).await?;
-        if let Some(t) = admin_task {
+        if let (Some(t), Some(sock)) = (admin_task, sock) {
             t.abort();
             let _ = std::fs::remove_file(&sock);
         }
@@ -434,7 +485,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(r.data, d.path().join("store"));
+        assert_eq!(r.storage, Storage::Dir(d.path().join("store")));
         assert_eq!(r.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(
             r.config.push_token.as_deref(),
@@ -503,6 +554,39 @@ mod tests {
         }
         let e = resolve_with_env(ServeArgs::default(), None).unwrap_err();
         assert!(e.to_string().contains("--data"), "{e}");
+    }
+
+    #[test]
+    fn data_or_store() {
+        let d = tempfile::tempdir().unwrap();
+        let args = |p: PathBuf| ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        };
+        let p = write(d.path(), "store = \"s3://ferry-bkt/prod\"\n");
+        let r = resolve_with_env(args(p.clone()), None).unwrap();
+        assert_eq!(r.storage, Storage::S3("s3://ferry-bkt/prod".into()));
+        // The command line's choice replaces the file's.
+        let r = resolve_with_env(
+            ServeArgs {
+                data: Some("here".into()),
+                ..args(p)
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.storage, Storage::Dir("here".into()));
+        for (text, want) in [
+            ("store = \"s3://b\"\n", "bucket name"),
+            ("data = \"x\"\nstore = \"s3://bkt\"\n", "alternatives"),
+            (
+                "store = \"s3://bkt\"\nmirror-of = \"http://up:8470\"\n",
+                "--mirror-of",
+            ),
+        ] {
+            let e = resolve_with_env(args(write(d.path(), text)), None).unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{text}: {e:#}");
+        }
     }
 
     #[test]

@@ -483,7 +483,8 @@ fn key_slot(app: &str, slot: &str) -> Vec<u8> {
     k
 }
 
-fn encode_keys(keys: &[PublicKey]) -> Vec<u8> {
+/// Encodes a key set as stored: the keys' bytes back to back.
+pub fn encode_keys(keys: &[PublicKey]) -> Vec<u8> {
     keys.iter().flat_map(|k| k.0).collect()
 }
 
@@ -493,7 +494,8 @@ pub(crate) fn synced() -> WriteOptions {
     w
 }
 
-pub(crate) fn decode_keys(app: &str, v: &[u8]) -> Result<Vec<PublicKey>, StoreError> {
+/// Decodes a stored key set (32 bytes per key); shared by every engine.
+pub fn decode_keys(app: &str, v: &[u8]) -> Result<Vec<PublicKey>, StoreError> {
     if v.is_empty() || !v.len().is_multiple_of(32) {
         return Err(StoreError::Corrupt(format!("keys of app {app}")));
     }
@@ -507,7 +509,7 @@ pub(crate) fn decode_keys(app: &str, v: &[u8]) -> Result<Vec<PublicKey>, StoreEr
 }
 
 /// Decodes a stored channel envelope's record (signature checked at publish).
-pub(crate) fn decode_channel(bytes: &[u8]) -> Result<ChannelRecord, StoreError> {
+pub fn decode_channel(bytes: &[u8]) -> Result<ChannelRecord, StoreError> {
     let env = Envelope::decode(bytes, usize::MAX)
         .map_err(|e| StoreError::Corrupt(format!("stored channel record: {e}")))?;
     if env.kind != KIND_CHANNEL {

@@ -35,4 +35,12 @@ pub enum StoreError {
     Unsupported(String),
     #[error("mirror upstream: {0}")]
     Upstream(String),
+    /// A request to an object store (S3) failed; names the object and the
+    /// operation so an operator can tell a permission from a network fault.
+    #[error("object store: {what} {key}: {message}")]
+    Object {
+        what: String,
+        key: String,
+        message: String,
+    },
 }

@@ -20,7 +20,7 @@ mod stored;
 mod tests;
 
 pub use backend::{Backend, StoreStats};
-pub use db::{Store, SCHEMA_VERSION};
+pub use db::{decode_channel, decode_keys, encode_keys, Store, SCHEMA_VERSION};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport};

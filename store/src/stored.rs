@@ -56,7 +56,9 @@ impl StoredChunk {
         self.payload.len()
     }
 
-    pub(crate) fn value(&self) -> Vec<u8> {
+    /// The stored value, `codec raw_len payload`: what every engine keeps
+    /// under the chunk's id (see [`parse_value`]).
+    pub fn value(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(5 + self.payload.len());
         v.push(self.codec as u8);
         v.extend_from_slice(&self.raw_len.to_le_bytes());
