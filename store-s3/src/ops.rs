@@ -4,9 +4,7 @@
 //! ends in a conditional write (create-only, or compare-and-swap on the
 //! object's ETag) and is retried from the read when it conflicts.
 
-use std::collections::BTreeMap;
-
-use ferry_protocol::report::{Report, StatusRow};
+use ferry_protocol::report::StatusRow;
 use ferry_protocol::{ChannelRecord, ChunkId, Manifest, ManifestId, PublicKey};
 use ferry_store::{decode_channel, decode_keys, encode_keys, StoreError};
 use object_store::PutMode;
@@ -195,35 +193,12 @@ impl Core {
 
     /// Checks that a record names published versions (as RocksDB does).
     pub async fn check_record_versions(&self, record: &ChannelRecord) -> Result<(), StoreError> {
-        match self.get_version(&record.app, &record.version).await? {
-            Some(id) if id == record.manifest_id => {}
-            Some(id) => {
-                return Err(StoreError::Conflict(format!(
-                    "record names manifest {} for {} {}, but that version is manifest {}",
-                    record.manifest_id.short(),
-                    record.app,
-                    record.version,
-                    id.short()
-                )))
-            }
-            None => {
-                return Err(StoreError::UnknownManifest(format!(
-                    "version {} of {}",
-                    record.version, record.app
-                )))
-            }
-        }
-        if let Some(p) = &record.policy.previous {
-            if self.get_version(&record.app, &p.version).await? != Some(p.manifest_id) {
-                return Err(StoreError::UnknownManifest(format!(
-                    "fallback version {} of {} (manifest {})",
-                    p.version,
-                    record.app,
-                    p.manifest_id.short()
-                )));
-            }
-        }
-        Ok(())
+        let fallback = match &record.policy.previous {
+            Some(p) => self.get_version(&record.app, &p.version).await?,
+            None => None,
+        };
+        let version = self.get_version(&record.app, &record.version).await?;
+        ferry_store::check_record_versions(record, version, fallback)
     }
 
     /// Replaces a channel's current record by compare-and-swap.
@@ -321,30 +296,9 @@ impl Core {
         let values = self
             .get_many(listed.into_iter().map(|(p, _)| p).collect())
             .await?;
-        let mut counts: BTreeMap<(String, String, _), (u64, u64)> = BTreeMap::new();
-        for v in values.into_iter().flatten() {
-            if v.len() < 8 {
-                continue;
-            }
-            let at = u64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8]));
-            let Ok(r) = Report::decode(&v[8..]) else {
-                continue;
-            };
-            let version = r.version.unwrap_or_else(|| "-".into());
-            let e = counts.entry((r.channel, version, r.outcome)).or_default();
-            e.0 += 1;
-            e.1 = e.1.max(at);
-        }
-        Ok(counts
-            .into_iter()
-            .map(|((channel, version, outcome), (clients, last))| StatusRow {
-                channel,
-                version,
-                outcome,
-                clients,
-                last_report_at: last,
-            })
-            .collect())
+        Ok(ferry_store::tally_reports(
+            values.iter().flatten().map(|v| &v[..]),
+        ))
     }
 }
 

@@ -378,34 +378,15 @@ impl Store {
         trusted_before: &[PublicKey],
     ) -> Result<(), StoreError> {
         let _g = self.lock();
-        match self.get_version(&record.app, &record.version)? {
-            Some(id) if id == record.manifest_id => {}
-            Some(id) => {
-                return Err(StoreError::Conflict(format!(
-                    "record names manifest {} for {} {}, but that version is manifest {}",
-                    record.manifest_id.short(),
-                    record.app,
-                    record.version,
-                    id.short()
-                )))
-            }
-            None => {
-                return Err(StoreError::UnknownManifest(format!(
-                    "version {} of {}",
-                    record.version, record.app
-                )))
-            }
-        }
-        if let Some(p) = &record.policy.previous {
-            if self.get_version(&record.app, &p.version)? != Some(p.manifest_id) {
-                return Err(StoreError::UnknownManifest(format!(
-                    "fallback version {} of {} (manifest {})",
-                    p.version,
-                    record.app,
-                    p.manifest_id.short()
-                )));
-            }
-        }
+        let fallback = match &record.policy.previous {
+            Some(p) => self.get_version(&record.app, &p.version)?,
+            None => None,
+        };
+        check_record_versions(
+            record,
+            self.get_version(&record.app, &record.version)?,
+            fallback,
+        )?;
         let key = keys::pair(&record.app, &record.channel);
         if let Some(current) = self.db.get_cf(self.cf(CF_CHANNELS), &key)? {
             let cur = decode_channel(&current)?;
@@ -531,4 +512,43 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<(Envelope, Manifest), Stor
     let m = Manifest::decode(&env.body)
         .map_err(|e| StoreError::Corrupt(format!("stored manifest: {e}")))?;
     Ok((env, m))
+}
+
+/// A record may only name published versions: `version` and `fallback` are
+/// the manifest ids the store has for the record's version and for its
+/// fallback version (when it names one). For every store engine.
+pub fn check_record_versions(
+    record: &ChannelRecord,
+    version: Option<ManifestId>,
+    fallback: Option<ManifestId>,
+) -> Result<(), StoreError> {
+    match version {
+        Some(id) if id == record.manifest_id => {}
+        Some(id) => {
+            return Err(StoreError::Conflict(format!(
+                "record names manifest {} for {} {}, but that version is manifest {}",
+                record.manifest_id.short(),
+                record.app,
+                record.version,
+                id.short()
+            )))
+        }
+        None => {
+            return Err(StoreError::UnknownManifest(format!(
+                "version {} of {}",
+                record.version, record.app
+            )))
+        }
+    }
+    if let Some(p) = &record.policy.previous {
+        if fallback != Some(p.manifest_id) {
+            return Err(StoreError::UnknownManifest(format!(
+                "fallback version {} of {} (manifest {})",
+                p.version,
+                record.app,
+                p.manifest_id.short()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -20,8 +20,11 @@ mod stored;
 mod tests;
 
 pub use backend::{Backend, StoreStats};
-pub use db::{decode_channel, decode_keys, encode_keys, Store, SCHEMA_VERSION};
+pub use db::{
+    check_record_versions, decode_channel, decode_keys, encode_keys, Store, SCHEMA_VERSION,
+};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport};
+pub use reports::tally_reports;
 pub use stored::{parse_value, StoredChunk};

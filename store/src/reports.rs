@@ -28,7 +28,7 @@ impl Store {
     /// Clients per (channel, version, outcome) from the latest reports.
     pub fn report_counts(&self, app: &str) -> Result<Vec<StatusRow>, StoreError> {
         let prefix = keys::pair(app, "");
-        let mut counts: BTreeMap<(String, String, _), (u64, u64)> = BTreeMap::new();
+        let mut values = Vec::new();
         let iter = self.db.iterator_cf(
             self.cf(CF_REPORTS),
             IteratorMode::From(&prefix, Direction::Forward),
@@ -38,28 +38,9 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            if v.len() < 8 {
-                continue;
-            }
-            let at = u64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8]));
-            let Ok(r) = Report::decode(&v[8..]) else {
-                continue;
-            };
-            let version = r.version.unwrap_or_else(|| "-".into());
-            let e = counts.entry((r.channel, version, r.outcome)).or_default();
-            e.0 += 1;
-            e.1 = e.1.max(at);
+            values.push(v);
         }
-        Ok(counts
-            .into_iter()
-            .map(|((channel, version, outcome), (clients, last))| StatusRow {
-                channel,
-                version,
-                outcome,
-                clients,
-                last_report_at: last,
-            })
-            .collect())
+        Ok(tally_reports(values.iter().map(|v| &v[..])))
     }
 
     /// The current record of every channel of `app`, by channel name.
@@ -80,4 +61,34 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Clients per (channel, version, outcome) from stored report values
+/// (`at` as u64le, then the report's CBOR), for every store engine; values
+/// that do not decode are skipped.
+pub fn tally_reports<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<StatusRow> {
+    let mut counts: BTreeMap<(String, String, _), (u64, u64)> = BTreeMap::new();
+    for v in values {
+        if v.len() < 8 {
+            continue;
+        }
+        let at = u64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8]));
+        let Ok(r) = Report::decode(&v[8..]) else {
+            continue;
+        };
+        let version = r.version.unwrap_or_else(|| "-".into());
+        let e = counts.entry((r.channel, version, r.outcome)).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(at);
+    }
+    counts
+        .into_iter()
+        .map(|((channel, version, outcome), (clients, last))| StatusRow {
+            channel,
+            version,
+            outcome,
+            clients,
+            last_report_at: last,
+        })
+        .collect()
 }
