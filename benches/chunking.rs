@@ -7,31 +7,19 @@
 //! `--baseline`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fastcdc::v2020::{cut, select_masks, Normalization};
 use ferry_chunker::{hash_lengths, Chunker};
 use ferry_protocol::ChunkerParams;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "../chunker/tests/support/fastcdc_reference.rs"]
+mod fastcdc_reference;
+use fastcdc_reference::fastcdc_lengths;
+
 fn input(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut v);
     v
-}
-
-/// The cut points Ferry had before its own search: fastcdc 5.0.0's `cut`,
-/// chunk by chunk (normalization level 1).
-fn fastcdc_lengths(p: ChunkerParams, data: &[u8]) -> Vec<u32> {
-    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
-    let (ms, ml) = select_masks(avg, Normalization::Level1);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let (_, len) = cut(&data[pos..], min, avg, max, ms, ml, ms << 1, ml << 1);
-        out.push(len as u32);
-        pos += len;
-    }
-    out
 }
 
 fn chunking(c: &mut Criterion) {

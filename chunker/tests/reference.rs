@@ -7,24 +7,13 @@
 
 use std::io::Read;
 
-use fastcdc::v2020::{cut, select_masks, Normalization};
+#[path = "support/fastcdc_reference.rs"]
+mod fastcdc_reference;
+use fastcdc_reference::fastcdc_lengths;
+
 use ferry_chunker::{scan_tree, Chunker, ScanOptions};
 use ferry_protocol::{ChunkId, ChunkerParams, EntryKind};
 use proptest::prelude::*;
-
-/// The reference: fastcdc 5.0.0's `cut`, normalization level 1.
-fn fastcdc_lengths(p: ChunkerParams, data: &[u8]) -> Vec<u32> {
-    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
-    let (ms, ml) = select_masks(avg, Normalization::Level1);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let (_, len) = cut(&data[pos..], min, avg, max, ms, ml, ms << 1, ml << 1);
-        out.push(len as u32);
-        pos += len;
-    }
-    out
-}
 
 /// splitmix64 bytes: seeded, independent of any RNG crate.
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
