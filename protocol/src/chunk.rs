@@ -48,6 +48,46 @@ impl VerifiedChunk {
     }
 }
 
+/// Borrowed chunk bytes whose BLAKE3 equals `id`: what a client hands to
+/// its writer when the bytes sit in a larger decoded buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedSlice<'a> {
+    id: ChunkId,
+    data: &'a [u8],
+}
+
+impl<'a> VerifiedSlice<'a> {
+    /// Hashes `data` and accepts it only if it matches `id`.
+    pub fn verify(id: ChunkId, data: &'a [u8]) -> Result<Self, ChunkError> {
+        let actual = ChunkId::of(data);
+        if actual != id {
+            return Err(ChunkError::HashMismatch {
+                id: id.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(VerifiedSlice { id, data })
+    }
+
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+}
+
+impl VerifiedChunk {
+    /// The same bytes, borrowed.
+    pub fn as_slice(&self) -> VerifiedSlice<'_> {
+        VerifiedSlice {
+            id: self.id,
+            data: &self.data,
+        }
+    }
+}
+
 /// Decodes a payload (decompressing at most `raw_len` bytes) and verifies it.
 pub fn decode_payload(
     id: ChunkId,

@@ -143,6 +143,20 @@ pub fn compress(raw: &[u8], reference: &[u8], level: i32) -> Result<Vec<u8>, Fra
 /// bytes. Refuses frames that do not declare that size or want a larger
 /// window than [`WINDOW_LOG_MAX`].
 pub fn decompress(frame: &[u8], reference: &[u8], raw_len: u32) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::new();
+    decompress_into(frame, reference, raw_len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (cleared first), so a client decoding many
+/// groups can reuse one buffer: a fresh multi-MiB buffer costs a page
+/// fault per 4 KiB.
+pub fn decompress_into(
+    frame: &[u8],
+    reference: &[u8],
+    raw_len: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     use zstd::zstd_safe::{DCtx, DParameter};
     let bad = FrameError::Group;
     match zstd::zstd_safe::get_frame_content_size(frame) {
@@ -165,12 +179,13 @@ pub fn decompress(frame: &[u8], reference: &[u8], raw_len: u32) -> Result<Vec<u8
     if !reference.is_empty() {
         d.ref_prefix(reference).map_err(&err)?;
     }
-    let mut out = Vec::with_capacity(raw_len as usize);
-    d.decompress(&mut out, frame).map_err(&err)?;
+    out.clear();
+    out.reserve(raw_len as usize);
+    d.decompress(out, frame).map_err(&err)?;
     if out.len() != raw_len as usize {
         return Err(bad("group frame decoded to another size"));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod signed;
 pub mod version_order;
 
 pub use channel::ChannelRecord;
-pub use chunk::VerifiedChunk;
+pub use chunk::{VerifiedChunk, VerifiedSlice};
 pub use error::{ChunkError, DecodeError, FrameError, NameError, ParseIdError, SignatureError};
 pub use frame::Codec;
 pub use hash::{ChunkId, FileId, ManifestId};

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedChunk};
+use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedSlice};
 use rayon::prelude::*;
 
 use super::index::LocalIndex;
@@ -69,9 +69,23 @@ pub struct Staging {
     pub jobs: Vec<FileJob>,
     /// Hard-link verified unchanged files instead of copying them.
     pub link_unchanged: bool,
+    /// Per job: the file is a hard link to an installed version's file
+    /// (set by the local phase). Its data is durable already and nothing
+    /// writes to it, so `finalize` does not fsync it.
+    linked: Vec<AtomicBool>,
 }
 
 impl Staging {
+    pub fn new(root: PathBuf, jobs: Vec<FileJob>, link_unchanged: bool) -> Staging {
+        let linked = jobs.iter().map(|_| AtomicBool::new(false)).collect();
+        Staging {
+            root,
+            jobs,
+            link_unchanged,
+            linked,
+        }
+    }
+
     fn dest(&self, job: usize) -> PathBuf {
         self.root.join(&self.jobs[job].rel)
     }
@@ -138,6 +152,7 @@ impl Staging {
                 if self.link_unchanged {
                     for src in srcs {
                         if link_if_intact(src, &dest, job) {
+                            self.linked[j].store(true, Ordering::Relaxed);
                             stats.files_linked.fetch_add(1, Ordering::Relaxed);
                             stats
                                 .chunks_reused
@@ -218,7 +233,11 @@ impl Staging {
     }
 
     /// Writes a verified chunk at each of its pending positions.
-    pub fn write_chunk(&self, chunk: &VerifiedChunk, positions: &[Pos]) -> Result<(), ClientError> {
+    pub fn write_chunk(
+        &self,
+        chunk: &VerifiedSlice<'_>,
+        positions: &[Pos],
+    ) -> Result<(), ClientError> {
         for &(j, i) in positions {
             let dest = self.dest(j);
             let f = OpenOptions::new()
@@ -231,9 +250,13 @@ impl Staging {
         Ok(())
     }
 
-    /// Sets modes, fsyncs every file, creates symlinks, fsyncs directories.
+    /// Sets modes, fsyncs every file written here (not hard links to an
+    /// installed version's files), creates symlinks, fsyncs directories.
     pub fn finalize(&self, entries: &[Entry]) -> Result<(), ClientError> {
         (0..self.jobs.len()).into_par_iter().try_for_each(|j| {
+            if self.linked[j].load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let dest = self.dest(j);
             let mode = if self.jobs[j].exec { 0o755 } else { 0o644 };
             fs::set_permissions(&dest, fs::Permissions::from_mode(mode))

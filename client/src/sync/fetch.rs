@@ -14,7 +14,7 @@ use ferry_protocol::chunk::decode_payload;
 use ferry_protocol::frame::{Frame, StreamDecoder};
 use ferry_protocol::group::GroupHeader;
 use ferry_protocol::messages::{FetchRequest, MAX_IDS_PER_REQUEST};
-use ferry_protocol::{ChunkId, ManifestId, VerifiedChunk};
+use ferry_protocol::{ChunkId, ManifestId, VerifiedSlice};
 use indicatif::ProgressBar;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -25,7 +25,7 @@ use crate::error::ClientError;
 use crate::http::Http;
 
 /// Receives each verified chunk (called on a blocking thread).
-pub type Sink = Arc<dyn Fn(VerifiedChunk) -> Result<(), ClientError> + Send + Sync>;
+pub type Sink = Arc<dyn Fn(VerifiedSlice<'_>) -> Result<(), ClientError> + Send + Sync>;
 
 /// Attempts per stream before giving up.
 const ATTEMPTS: u32 = 4;
@@ -217,7 +217,7 @@ impl Stream {
                             writers.spawn_blocking(move || {
                                 let _permit = permit;
                                 let chunk = decode_payload(id, codec, raw_len, &payload)?;
-                                sink(chunk)?;
+                                sink(chunk.as_slice())?;
                                 Ok(Vec::new())
                             });
                             self.count(1, u64::from(raw_len));
@@ -250,12 +250,9 @@ impl Stream {
                             let (sink, base) = (self.sink.clone(), self.ctx.base.clone());
                             writers.spawn_blocking(move || {
                                 let _permit = permit;
-                                let out = decode_group(base.as_deref(), &header, &z, &chunks);
+                                let out = decode_group(base.as_deref(), &header, &z, &chunks, &mut |c| sink(c))?;
                                 if let Some(p) = &out.problem {
                                     tracing::warn!("group at {} fetched again chunk by chunk: {p}", first.short());
-                                }
-                                for c in out.verified {
-                                    sink(c)?;
                                 }
                                 Ok(out.retry)
                             });

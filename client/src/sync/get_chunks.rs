@@ -95,7 +95,7 @@ async fn one_chunk(
             ));
         }
         let chunk = decode_payload(id, codec, raw_len, payload)?;
-        sink(chunk)
+        sink(chunk.as_slice())
     })
     .await??;
     stats.chunks.fetch_add(1, Ordering::Relaxed);

@@ -9,9 +9,12 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use ferry_protocol::group::{decompress, GroupHeader};
-use ferry_protocol::{ChunkId, Manifest, ManifestId, VerifiedChunk};
+use ferry_protocol::group::{decompress_into, GroupHeader};
+use ferry_protocol::{ChunkId, Manifest, ManifestId, VerifiedSlice};
+
+use crate::error::ClientError;
 
 /// The version a client runs now, as the reference for group frames.
 #[derive(Debug)]
@@ -39,10 +42,12 @@ impl DeltaBase {
         }
     }
 
-    /// Reads the reference bytes a group names, or says why not.
-    fn read(&self, h: &GroupHeader) -> Result<Vec<u8>, String> {
+    /// Reads the reference bytes a group names into `buf`, or says why
+    /// not.
+    fn read(&self, h: &GroupHeader, buf: &mut Vec<u8>) -> Result<(), String> {
         let Some(r) = h.reference else {
-            return Ok(Vec::new());
+            buf.clear();
+            return Ok(());
         };
         let (path, size) = self
             .files
@@ -66,66 +71,109 @@ impl DeltaBase {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut buf = vec![0u8; r.len as usize];
-        f.read_exact_at(&mut buf, r.offset)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(buf)
+        // Every byte is overwritten by the read: only growth is zeroed.
+        buf.resize(r.len as usize, 0);
+        f.read_exact_at(buf, r.offset)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
-/// What became of one group: the chunks that verified, and those to fetch
-/// again as single frames (with the reason).
+/// What became of one group: how many chunks verified (and went to the
+/// sink), and those to fetch again as single frames (with the reason).
 pub struct GroupOutcome {
-    pub verified: Vec<VerifiedChunk>,
+    pub verified: usize,
     pub retry: Vec<(ChunkId, u32)>,
     pub problem: Option<String>,
 }
 
-/// Decodes the group `z` (header already parsed) covering `chunks`.
+/// A reference window and a decoded group, kept between groups.
+#[derive(Default)]
+struct Scratch {
+    reference: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Scratch buffers not in use. At most [`KEPT_SCRATCH`] stay (the fetch's
+/// decode budget bounds how many are in use at once).
+static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
+const KEPT_SCRATCH: usize = 1;
+
+/// Decodes the group `z` (header already parsed) covering `chunks` and
+/// hands every chunk that verifies to `sink`; only the sink's errors are
+/// errors.
 pub fn decode_group(
     base: Option<&DeltaBase>,
     header: &GroupHeader,
     z: &[u8],
     chunks: &[(ChunkId, u32)],
-) -> GroupOutcome {
+    sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
+) -> Result<GroupOutcome, ClientError> {
+    let mut scratch = SCRATCH
+        .lock()
+        .map(|mut s| s.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let out = decode_with(&mut scratch, base, header, z, chunks, sink);
+    if let Ok(mut kept) = SCRATCH.lock() {
+        if kept.len() < KEPT_SCRATCH {
+            kept.push(scratch);
+        }
+    }
+    out
+}
+
+fn decode_with(
+    scratch: &mut Scratch,
+    base: Option<&DeltaBase>,
+    header: &GroupHeader,
+    z: &[u8],
+    chunks: &[(ChunkId, u32)],
+    sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
+) -> Result<GroupOutcome, ClientError> {
     let raw_len: u32 = chunks.iter().map(|c| c.1).sum();
     let all_retry = |problem: String| GroupOutcome {
-        verified: Vec::new(),
+        verified: 0,
         retry: chunks.to_vec(),
         problem: Some(problem),
     };
-    let reference = match (header.reference, base) {
-        (None, _) => Vec::new(),
+    match (header.reference, base) {
+        (None, _) => scratch.reference.clear(),
         (Some(_), None) => {
-            return all_retry("a reference, but this client sent no base version".into())
+            return Ok(all_retry(
+                "a reference, but this client sent no base version".into(),
+            ))
         }
-        (Some(_), Some(b)) => match b.read(header) {
-            Ok(r) => r,
-            Err(e) => return all_retry(e),
-        },
-    };
-    let data = match decompress(z, &reference, raw_len) {
-        Ok(d) => d,
-        Err(e) => return all_retry(e.to_string()),
-    };
+        (Some(_), Some(b)) => {
+            if let Err(e) = b.read(header, &mut scratch.reference) {
+                return Ok(all_retry(e));
+            }
+        }
+    }
+    if let Err(e) = decompress_into(z, &scratch.reference, raw_len, &mut scratch.out) {
+        return Ok(all_retry(e.to_string()));
+    }
     let mut out = GroupOutcome {
-        verified: Vec::with_capacity(chunks.len()),
+        verified: 0,
         retry: Vec::new(),
         problem: None,
     };
     let mut at = 0usize;
     for &(id, len) in chunks {
-        let piece = data[at..at + len as usize].to_vec();
+        let piece = &scratch.out[at..at + len as usize];
         at += len as usize;
-        match VerifiedChunk::verify(id, piece) {
-            Ok(c) => out.verified.push(c),
+        match VerifiedSlice::verify(id, piece) {
+            Ok(c) => {
+                sink(c)?;
+                out.verified += 1;
+            }
             Err(e) => {
                 out.problem.get_or_insert(e.to_string());
                 out.retry.push((id, len));
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -133,6 +181,15 @@ mod tests {
     use super::*;
     use ferry_protocol::group::{compress, RefRange};
     use ferry_protocol::{ChunkRef, ChunkerParams, Entry, EntryKind};
+
+    fn decode(
+        base: Option<&DeltaBase>,
+        header: &GroupHeader,
+        z: &[u8],
+        chunks: &[(ChunkId, u32)],
+    ) -> GroupOutcome {
+        decode_group(base, header, z, chunks, &mut |_| Ok(())).unwrap()
+    }
 
     fn base_with(dir: &std::path::Path, data: &[u8]) -> DeltaBase {
         std::fs::write(dir.join("old.bin"), data).unwrap();
@@ -186,17 +243,17 @@ mod tests {
             }),
         };
         let z = compress(&new, &old[500..45_500], 9).unwrap();
-        let out = decode_group(Some(&base), &header, &z, &chunks);
-        assert_eq!(out.verified.len(), 2);
+        let out = decode(Some(&base), &header, &z, &chunks);
+        assert_eq!(out.verified, 2);
         assert!(out.retry.is_empty() && out.problem.is_none());
 
         // The local file changed: nothing is trusted, everything is retried.
         let mut changed = old.clone();
         changed[5000..5100].fill(0);
         std::fs::write(dir.path().join("old.bin"), &changed).unwrap();
-        let out = decode_group(Some(&base), &header, &z, &chunks);
-        assert!(out.verified.len() < 2);
-        assert_eq!(out.verified.len() + out.retry.len(), 2);
+        let out = decode(Some(&base), &header, &z, &chunks);
+        assert!(out.verified < 2);
+        assert_eq!(out.verified + out.retry.len(), 2);
 
         // A reference past the file, or to a non-file, is retried too.
         let far = GroupHeader {
@@ -207,7 +264,7 @@ mod tests {
                 len: 20_000,
             }),
         };
-        assert_eq!(decode_group(Some(&base), &far, &z, &chunks).retry.len(), 2);
+        assert_eq!(decode(Some(&base), &far, &z, &chunks).retry.len(), 2);
         let none = GroupHeader {
             count: 2,
             reference: Some(RefRange {
@@ -216,7 +273,7 @@ mod tests {
                 len: 10,
             }),
         };
-        assert_eq!(decode_group(Some(&base), &none, &z, &chunks).retry.len(), 2);
-        assert_eq!(decode_group(None, &header, &z, &chunks).retry.len(), 2);
+        assert_eq!(decode(Some(&base), &none, &z, &chunks).retry.len(), 2);
+        assert_eq!(decode(None, &header, &z, &chunks).retry.len(), 2);
     }
 }

@@ -267,6 +267,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
     let base = state.current.as_ref().and_then(|c| c.id().ok());
     let trusted = state.trusted_keys(&o.trusted);
     let manifest = get_manifest(http, &layout, &o.app, &offer, &trusted, base).await?;
+    tracing::debug!("record and manifest at {:?}", start.elapsed());
     report.files = manifest.files().count() as u64;
     report.version_bytes = manifest.total_size();
     report.previous_version = state.current.as_ref().map(|c| c.version.clone());
@@ -335,6 +336,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         }
         Err(e) => return Err(e),
     };
+    tracing::debug!("tree built at {:?}", start.elapsed());
     report.chunks_fetched = built.chunks_fetched;
     report.chunks_grouped = built.chunks_grouped;
     report.bytes_fetched_raw = built.bytes_fetched_raw;
@@ -377,6 +379,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         switch_with_hooks(&l, &mut state, target, staging, &o2)
     })
     .await??;
+    tracing::debug!("switched at {:?}", start.elapsed());
     report.updated = true;
     report.version = Some(offer.version.clone());
     Ok(finish_report(report, http, start))
@@ -520,19 +523,17 @@ pub(crate) async fn build_tree(
     quiet: bool,
     link_unchanged: bool,
 ) -> Result<Built, ClientError> {
-    let staging = Arc::new(Staging {
-        root,
-        jobs,
-        link_unchanged,
-    });
+    let staging = Arc::new(Staging::new(root, jobs, link_unchanged));
     let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
     let stats = Arc::new(LocalStats::default());
     let (st, en, ss) = (staging.clone(), entries.clone(), stats.clone());
+    let t = Instant::now();
     let pending = tokio::task::spawn_blocking(move || {
         st.make_dirs(&en)?;
         st.build_local(&index, &ss)
     })
     .await??;
+    tracing::debug!("local phase: {:?}", t.elapsed());
 
     let mut wanted: Vec<(ferry_protocol::ChunkId, u32)> = pending
         .iter()
@@ -544,24 +545,32 @@ pub(crate) async fn build_tree(
     let bar = progress::bytes_bar(progress::wanted(quiet), total, "fetching");
     let pending = Arc::new(pending);
     let (st, pe) = (staging.clone(), pending.clone());
-    let sink: fetch::Sink = Arc::new(move |chunk| match pe.get(&chunk.id()) {
-        Some(pos) => {
-            ferry_failpoint::io("client.chunk_write").map_err(|e| ClientError::io(&st.root, e))?;
-            st.write_chunk(&chunk, pos)?;
-            ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
-            Ok(())
-        }
-        None => Err(ClientError::protocol(
-            "chunk fetch",
-            "server sent a chunk nobody asked for",
-        )),
-    });
+    let sink: fetch::Sink =
+        Arc::new(
+            move |chunk: ferry_protocol::VerifiedSlice<'_>| match pe.get(&chunk.id()) {
+                Some(pos) => {
+                    ferry_failpoint::io("client.chunk_write")
+                        .map_err(|e| ClientError::io(&st.root, e))?;
+                    st.write_chunk(&chunk, pos)?;
+                    ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
+                    Ok(())
+                }
+                None => Err(ClientError::protocol(
+                    "chunk fetch",
+                    "server sent a chunk nobody asked for",
+                )),
+            },
+        );
+    let t = Instant::now();
     let fstats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await?;
     bar.finish_and_clear();
+    tracing::debug!("fetch phase: {:?}", t.elapsed());
 
     ferry_failpoint::hit("client.fetched");
     let (st, en) = (staging.clone(), entries.clone());
+    let t = Instant::now();
     tokio::task::spawn_blocking(move || st.finalize(&en)).await??;
+    tracing::debug!("finalize (modes, fsync): {:?}", t.elapsed());
     ferry_failpoint::hit("client.finalized");
     use std::sync::atomic::Ordering::Relaxed;
     Ok(Built {
