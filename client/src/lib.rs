@@ -29,5 +29,6 @@ pub use promote::{
 pub use push::{push, PushOptions, PushReport};
 pub use sync::{
     repair_install, rollback, switch_due, sync, RollbackReport, SyncOptions, SyncReport,
+    UnchangedFiles,
 };
 pub use verify::{verify_install, VerifyReport};

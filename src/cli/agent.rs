@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferry_client::agent::{run_agent, AgentEvent, Schedule};
 use ferry_client::hooks::Hook;
-use ferry_client::{SyncOptions, Timeouts, TlsRoots};
+use ferry_client::{SyncOptions, Timeouts, TlsRoots, UnchangedFiles};
 use serde::Deserialize;
 
 use super::common::{parse_trust, runtime, shutdown_signal, FetchMode};
@@ -78,10 +78,14 @@ pub struct AgentArgs {
     /// How to fetch chunks: batch or get (cacheable) [default: batch].
     #[arg(long, value_enum)]
     pub fetch: Option<FetchMode>,
-    /// Hard-link unchanged files from the installed version (see `ferry
-    /// sync --link-unchanged`).
-    #[arg(long)]
+    /// Hard-link unchanged files from the installed version even with
+    /// hooks (see `ferry sync --link-unchanged`).
+    #[arg(long, conflicts_with = "copy_unchanged")]
     pub link_unchanged: bool,
+    /// Copy unchanged files instead of hard-linking them (see `ferry sync
+    /// --copy-unchanged`).
+    #[arg(long)]
+    pub copy_unchanged: bool,
 }
 
 /// The TOML file: every key optional, unknown keys an error naming them.
@@ -240,7 +244,11 @@ fn resolve(a: AgentArgs) -> Result<Resolved> {
     opts.streams = streams as usize;
     opts.group = group;
     opts.client_id_file = a.client_id_file.or(f.client_id_file);
-    opts.link_unchanged = a.link_unchanged || f.link_unchanged.unwrap_or(false);
+    opts.unchanged = match (a.link_unchanged, a.copy_unchanged, f.link_unchanged) {
+        (false, false, Some(true)) => UnchangedFiles::Link,
+        (false, false, Some(false)) => UnchangedFiles::Copy,
+        (link, copy, _) => super::sync::unchanged_files(link, copy),
+    };
     opts.hooks = if a.hook.is_empty() {
         f.hook
             .unwrap_or_default()

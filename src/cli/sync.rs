@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use ferry_client::hooks::Hook;
-use ferry_client::{SyncOptions, Timeouts};
+use ferry_client::{SyncOptions, Timeouts, UnchangedFiles};
 
 use super::common::{http_client, human, parse_trust, print_json, runtime, FetchMode};
 use super::publish::parse_duration;
@@ -59,13 +59,19 @@ pub struct SyncArgs {
     /// Seconds a hook may run before it is killed (and counts as failed).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub hook_timeout: u64,
-    /// Hard-link files that did not change from the installed version
-    /// instead of copying them: much faster updates of large apps and no
-    /// second copy on disk, but the live and the kept versions then share
-    /// those files, so an application that writes into its own install
-    /// tree changes its rollback copy too (docs/storage.md).
-    #[arg(long)]
+    /// Hard-link files that did not change from the installed version,
+    /// even with post-install or pre-switch hooks (the default without
+    /// them). Much faster updates and no second copy on disk, but the live
+    /// and the kept versions share those files, so an application that
+    /// edits its own install tree in place changes its rollback copy too
+    /// (docs/storage.md). Reflinks (btrfs, XFS) are used where possible.
+    #[arg(long, conflicts_with = "copy_unchanged")]
     pub link_unchanged: bool,
+    /// Copy files that did not change instead of hard-linking them, so
+    /// every kept version owns its files (the default when post-install
+    /// or pre-switch hooks are given).
+    #[arg(long)]
+    pub copy_unchanged: bool,
     /// Do not tell the server the outcome. By default an update, a staged
     /// version or a failure is reported (what `ferry status` counts); an
     /// up-to-date check sends nothing.
@@ -138,7 +144,7 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
     o.now = a.now;
     o.hooks = a.hook.clone();
     o.hook_timeout = std::time::Duration::from_secs(a.hook_timeout);
-    o.link_unchanged = a.link_unchanged;
+    o.unchanged = unchanged_files(a.link_unchanged, a.copy_unchanged);
     if let Some(g) = &a.group {
         ferry_protocol::names::validate_channel(g)
             .map_err(|e| anyhow::anyhow!("--group {g:?}: {e}"))?;
@@ -236,4 +242,13 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The `--link-unchanged` / `--copy-unchanged` choice (neither: automatic).
+pub fn unchanged_files(link: bool, copy: bool) -> UnchangedFiles {
+    match (link, copy) {
+        (true, _) => UnchangedFiles::Link,
+        (_, true) => UnchangedFiles::Copy,
+        _ => UnchangedFiles::Auto,
+    }
 }

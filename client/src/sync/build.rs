@@ -73,6 +73,10 @@ pub struct Staging {
     /// (set by the local phase). Its data is durable already and nothing
     /// writes to it, so `finalize` does not fsync it.
     linked: Vec<AtomicBool>,
+    /// Reflinks may work here (cleared at the first refusal that is the
+    /// file system's, so ext4 pays for one failed attempt, not one per
+    /// file).
+    reflinks: AtomicBool,
 }
 
 impl Staging {
@@ -83,6 +87,7 @@ impl Staging {
             jobs,
             link_unchanged,
             linked,
+            reflinks: AtomicBool::new(true),
         }
     }
 
@@ -149,24 +154,12 @@ impl Staging {
                 remove_any(&dest)?;
             }
             if let Some(srcs) = index.files.get(&job.file_id) {
-                if self.link_unchanged {
-                    for src in srcs {
-                        if link_if_intact(src, &dest, job) {
-                            self.linked[j].store(true, Ordering::Relaxed);
-                            stats.files_linked.fetch_add(1, Ordering::Relaxed);
-                            stats
-                                .chunks_reused
-                                .fetch_add(job.chunks.len() as u64, Ordering::Relaxed);
-                            stats.bytes_reused.fetch_add(job.size, Ordering::Relaxed);
-                            return Ok(Vec::new());
-                        }
-                    }
-                }
-                for src in srcs {
-                    if clone_or_copy(src, &dest).is_ok() {
+                match self.reuse_file(j, srcs, &dest, stats) {
+                    Reused::Linked => return Ok(Vec::new()),
+                    Reused::Cloned => {
                         stats.files_cloned.fetch_add(1, Ordering::Relaxed);
-                        break;
                     }
+                    Reused::Nothing => {}
                 }
             }
         }
@@ -230,6 +223,52 @@ impl Staging {
             .filter(|(_, d)| !**d)
             .map(|(i, _)| i)
             .collect())
+    }
+
+    /// Puts an installed copy of job `j`'s unchanged file at `dest`: a
+    /// reflink where the file system has them, else (`link_unchanged`) a
+    /// hard link to an intact copy, else a copy. A clone or copy is
+    /// verified by the caller like any partial file; a link is verified
+    /// before it is made.
+    fn reuse_file(
+        &self,
+        j: usize,
+        srcs: &[Arc<PathBuf>],
+        dest: &Path,
+        stats: &LocalStats,
+    ) -> Reused {
+        let job = &self.jobs[j];
+        if self.reflinks.load(Ordering::Relaxed) {
+            for src in srcs {
+                match reflink(src, dest) {
+                    Ok(()) => return Reused::Cloned,
+                    Err(e) if reflink_unsupported(&e) => {
+                        self.reflinks.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        if self.link_unchanged {
+            for src in srcs {
+                if link_if_intact(src, dest, job) {
+                    self.linked[j].store(true, Ordering::Relaxed);
+                    stats.files_linked.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .chunks_reused
+                        .fetch_add(job.chunks.len() as u64, Ordering::Relaxed);
+                    stats.bytes_reused.fetch_add(job.size, Ordering::Relaxed);
+                    return Reused::Linked;
+                }
+            }
+        }
+        for src in srcs {
+            if copy_regular(src, dest).is_ok() {
+                return Reused::Cloned;
+            }
+        }
+        Reused::Nothing
     }
 
     /// Writes a verified chunk at each of its pending positions.
@@ -350,19 +389,47 @@ fn link_if_intact(src: &Path, dest: &Path, job: &FileJob) -> bool {
     intact && fs::hard_link(src, dest).is_ok()
 }
 
-/// Clones `src` to `dest` (sharing extents on btrfs/XFS), else copies it
-/// (`copy_file_range` in the kernel). The caller verifies the result.
-fn clone_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
+/// What `reuse_file` put at the destination.
+#[derive(Debug, PartialEq, Eq)]
+enum Reused {
+    /// A reflink or a copy (to be verified).
+    Cloned,
+    /// A hard link to a verified file (done).
+    Linked,
+    Nothing,
+}
+
+/// Clones `src` to a new file `dest` sharing its extents (btrfs, XFS); on
+/// failure nothing is left at `dest`.
+fn reflink(src: &Path, dest: &Path) -> std::io::Result<()> {
     let from = File::open(src)?;
     if !from.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let to = OpenOptions::new().write(true).create_new(true).open(dest)?;
-    if ficlone(&from, &to).is_ok() {
-        return Ok(());
+    let r = ficlone(&from, &to);
+    if r.is_err() {
+        drop(to);
+        let _ = fs::remove_file(dest);
     }
-    drop(to);
-    fs::remove_file(dest)?;
+    r
+}
+
+/// The file system (or this pair of directories) cannot reflink at all,
+/// as opposed to this one source failing.
+fn reflink_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS)
+    )
+}
+
+/// Copies the regular file `src` to `dest` (`copy_file_range` in the
+/// kernel).
+fn copy_regular(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if !fs::symlink_metadata(src)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     fs::copy(src, dest).map(|_| ())
 }
 

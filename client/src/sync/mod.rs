@@ -60,10 +60,41 @@ pub struct SyncOptions {
     /// Commands run around the switch.
     pub hooks: Vec<Hook>,
     pub hook_timeout: Duration,
-    /// Hard-link files that did not change from the installed version
-    /// instead of copying them (verified first; the versions then share
-    /// those files' inodes: see docs/storage.md).
-    pub link_unchanged: bool,
+    /// How files that did not change from the installed version get into
+    /// the new tree.
+    pub unchanged: UnchangedFiles,
+}
+
+/// How a sync puts files that did not change into the new tree. Every
+/// way verifies the bytes against the manifest first; a reflink (btrfs,
+/// XFS) is used wherever the file system has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnchangedFiles {
+    /// `Link`, unless hooks that see the new tree before the switch
+    /// (post-install, pre-switch) are configured: those may edit files in
+    /// place, which must not reach the live version.
+    #[default]
+    Auto,
+    /// Hard links: no bytes written, but the versions share those inodes,
+    /// so an in-place edit of one changes the other (docs/storage.md).
+    Link,
+    /// Copies (`copy_file_range`): every version owns its files.
+    Copy,
+}
+
+impl SyncOptions {
+    /// Whether unchanged files are hard-linked (when no reflink is
+    /// possible).
+    pub fn links_unchanged(&self) -> bool {
+        match self.unchanged {
+            UnchangedFiles::Link => true,
+            UnchangedFiles::Copy => false,
+            UnchangedFiles::Auto => !self
+                .hooks
+                .iter()
+                .any(|h| matches!(h.point, HookPoint::PostInstall | HookPoint::PreSwitch)),
+        }
+    }
 }
 
 impl SyncOptions {
@@ -82,7 +113,7 @@ impl SyncOptions {
             now: None,
             hooks: Vec::new(),
             hook_timeout: Duration::from_secs(60),
-            link_unchanged: false,
+            unchanged: UnchangedFiles::Auto,
         }
     }
 }
@@ -106,8 +137,7 @@ pub struct SyncReport {
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
-    /// Unchanged files hard-linked from the installed version
-    /// (`link_unchanged`).
+    /// Unchanged files hard-linked from the installed version.
     pub files_linked: u64,
     pub files: u64,
     pub version_bytes: u64,
@@ -326,7 +356,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         ctx,
         o.streams,
         o.quiet,
-        o.link_unchanged,
+        o.links_unchanged(),
     )
     .await
     {
