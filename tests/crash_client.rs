@@ -147,6 +147,7 @@ fn sigkill_at_any_point_of_an_update_leaves_old_or_new_and_a_rerun_finishes() {
     for must in [
         "client.chunk_written",
         "client.file_assembled",
+        "client.file_linked",
         "client.file_synced",
         "client.write_atomic.before_rename",
         "switch.journaled",

@@ -334,7 +334,7 @@ fn gc_on_a_stopped_server_keeps_what_clients_need() {
 }
 
 #[test]
-fn link_unchanged_shares_intact_unchanged_files_and_copies_the_rest() {
+fn unchanged_files_are_linked_by_default_when_intact_and_the_rest_copied() {
     use std::os::unix::fs::MetadataExt;
     let w = world();
     w.push("v1", "1.0.0");
@@ -348,9 +348,7 @@ fn link_unchanged_shares_intact_unchanged_files_and_copies_the_rest() {
     std::fs::write(&damaged, &bytes).unwrap();
     w.push("v2", "1.1.0");
     let inst = w.p("inst");
-    let mut args = sync_args(&w.server.url, &inst, &w.key.public);
-    args.push("--link-unchanged");
-    let s2 = json(&ferry_ok(&args));
+    let s2 = w.sync("inst");
     assert_eq!(s2["version"], "1.1.0", "{s2}");
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/current"));
     // 12 pages, bin/app, empty.cfg: all unchanged; one page damaged.
@@ -383,4 +381,50 @@ fn link_unchanged_shares_intact_unchanged_files_and_copies_the_rest() {
         bytes
     );
     assert_same_tree(&w.root.join("v2"), &w.root.join("inst/versions/1.1.0"));
+}
+
+#[test]
+fn copy_unchanged_and_tree_editing_hooks_give_every_version_its_own_files() {
+    use std::os::unix::fs::MetadataExt;
+    let w = world();
+    w.push("v1", "1.0.0");
+    for inst in ["copy", "hooked", "hooked-link"] {
+        w.sync(inst);
+    }
+    w.push("v2", "1.1.0");
+    let hook = "post-install=true".to_string();
+    let nlink = |inst: &str| {
+        std::fs::metadata(w.root.join(inst).join("current/bin/app"))
+            .unwrap()
+            .nlink()
+    };
+    for (inst, extra, links) in [
+        ("copy", vec!["--copy-unchanged".to_string()], 1),
+        // A post-install hook might edit the new tree in place: copies,
+        // unless linking is asked for explicitly.
+        ("hooked", vec!["--hook".into(), hook.clone()], 1),
+        (
+            "hooked-link",
+            vec!["--hook".into(), hook.clone(), "--link-unchanged".into()],
+            2,
+        ),
+    ] {
+        let i = w.p(inst);
+        let mut args = sync_args(&w.server.url, &i, &w.key.public);
+        args.extend(extra.iter().map(String::as_str));
+        let s = json(&ferry_ok(&args));
+        assert_eq!(s["version"], "1.1.0", "{inst}: {s}");
+        assert_eq!(
+            s["files_linked"],
+            if links == 2 { 14 } else { 0 },
+            "{inst}: {s}"
+        );
+        assert_eq!(nlink(inst), links, "{inst}");
+        assert_same_tree(&w.root.join("v2"), &w.root.join(inst).join("current"));
+    }
+    let i = w.p("copy");
+    let mut both = sync_args(&w.server.url, &i, &w.key.public);
+    both.extend(["--link-unchanged", "--copy-unchanged"]);
+    let err = ferry_err(&both);
+    assert!(err.contains("cannot be used with"), "{err}");
 }

@@ -253,6 +253,7 @@ impl Staging {
         if self.link_unchanged {
             for src in srcs {
                 if link_if_intact(src, dest, job) {
+                    ferry_failpoint::hit("client.file_linked");
                     self.linked[j].store(true, Ordering::Relaxed);
                     stats.files_linked.fetch_add(1, Ordering::Relaxed);
                     stats
