@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedSlice};
 use rayon::prelude::*;
@@ -73,6 +73,13 @@ pub struct Staging {
     /// (set by the local phase). Its data is durable already and nothing
     /// writes to it, so `finalize` does not fsync it.
     linked: Vec<AtomicBool>,
+    /// Per job: the local phase is done with the file, so fetched chunks
+    /// may be written into it (the fetch starts before the local phase
+    /// ends). Waiters sleep on `gate`.
+    ready: Vec<AtomicBool>,
+    gate: (Mutex<()>, Condvar),
+    /// The local phase failed: nobody waits for a file any more.
+    aborted: AtomicBool,
     /// Reflinks may work here (cleared at the first refusal that is the
     /// file system's, so ext4 pays for one failed attempt, not one per
     /// file).
@@ -81,12 +88,16 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(root: PathBuf, jobs: Vec<FileJob>, link_unchanged: bool) -> Staging {
-        let linked = jobs.iter().map(|_| AtomicBool::new(false)).collect();
+        let flags = || jobs.iter().map(|_| AtomicBool::new(false)).collect();
+        let (linked, ready) = (flags(), flags());
         Staging {
             root,
             jobs,
             link_unchanged,
             linked,
+            ready,
+            gate: (Mutex::new(()), Condvar::new()),
+            aborted: AtomicBool::new(false),
             reflinks: AtomicBool::new(true),
         }
     }
@@ -114,18 +125,29 @@ impl Staging {
     }
 
     /// Local phase: reuse what is on disk; returns the pending positions of
-    /// every chunk that must be fetched.
+    /// every chunk that must be fetched. Jobs are started in `order`
+    /// (files the running fetch writes to first); every job in it is
+    /// marked ready when done, and all waiters are released on an error.
     pub fn build_local(
         &self,
         index: &LocalIndex,
         stats: &LocalStats,
+        order: Vec<usize>,
     ) -> Result<HashMap<ChunkId, Vec<Pos>>, ClientError> {
-        let per_job: Result<Vec<Vec<usize>>, ClientError> = (0..self.jobs.len())
-            .into_par_iter()
-            .map(|j| self.build_one(j, index, stats))
+        let per_job: Result<Vec<(usize, Vec<usize>)>, ClientError> = order
+            .into_iter()
+            .par_bridge()
+            .map(|j| {
+                let r = self.build_one(j, index, stats);
+                match &r {
+                    Ok(_) => self.mark_ready(j),
+                    Err(_) => self.abort(),
+                }
+                r.map(|idxs| (j, idxs))
+            })
             .collect();
         let mut pending: HashMap<ChunkId, Vec<Pos>> = HashMap::new();
-        for (j, idxs) in per_job?.into_iter().enumerate() {
+        for (j, idxs) in per_job? {
             for i in idxs {
                 pending
                     .entry(self.jobs[j].chunks[i].id)
@@ -134,6 +156,45 @@ impl Staging {
             }
         }
         Ok(pending)
+    }
+
+    fn mark_ready(&self, j: usize) {
+        self.ready[j].store(true, Ordering::Release);
+        let _g = self.gate.0.lock();
+        self.gate.1.notify_all();
+    }
+
+    /// Releases every waiter: the build failed.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        let _g = self.gate.0.lock();
+        self.gate.1.notify_all();
+    }
+
+    /// Waits until the local phase is done with job `j`.
+    fn wait_ready(&self, j: usize) -> Result<(), ClientError> {
+        let stop = || self.ready[j].load(Ordering::Acquire) || self.aborted.load(Ordering::Acquire);
+        if !stop() {
+            let mut g = self
+                .gate
+                .0
+                .lock()
+                .map_err(|_| ClientError::Internal("staging gate poisoned".into()))?;
+            while !stop() {
+                g = self
+                    .gate
+                    .1
+                    .wait(g)
+                    .map_err(|_| ClientError::Internal("staging gate poisoned".into()))?;
+            }
+        }
+        if self.ready[j].load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ClientError::Internal(
+                "the local phase failed; no chunk is written".into(),
+            ))
+        }
     }
 
     fn build_one(
@@ -279,6 +340,7 @@ impl Staging {
         positions: &[Pos],
     ) -> Result<(), ClientError> {
         for &(j, i) in positions {
+            self.wait_ready(j)?;
             let dest = self.dest(j);
             let f = OpenOptions::new()
                 .write(true)

@@ -96,7 +96,7 @@ struct Scratch {
 /// Scratch buffers not in use. At most [`KEPT_SCRATCH`] stay (the fetch's
 /// decode budget bounds how many are in use at once).
 static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
-const KEPT_SCRATCH: usize = 1;
+const KEPT_SCRATCH: usize = 2;
 
 /// Decodes the group `z` (header already parsed) covering `chunks` and
 /// hands every chunk that verifies to `sink`; only the sink's errors are

@@ -12,13 +12,14 @@ mod repair;
 use record::{accept_record, get_manifest};
 mod rollback;
 mod stage;
+mod tree;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_protocol::rollout::{decide, ClientView};
-use ferry_protocol::{unix_now, Entry, PublicKey};
+use ferry_protocol::{unix_now, PublicKey};
 use serde::Serialize;
 
 pub use build::{FileJob, LocalStats, Staging};
@@ -28,6 +29,7 @@ pub use index::LocalIndex;
 pub use repair::repair_install;
 pub use rollback::{rollback, RollbackReport};
 pub use stage::{client_id, switch_due};
+pub(crate) use tree::build_tree;
 
 use crate::error::ClientError;
 use crate::hooks::{run_hooks, Hook, HookEnv, HookPoint};
@@ -35,7 +37,6 @@ use crate::http::Http;
 use crate::install::{
     recover, switch_to, InstallLock, InstallState, Installed, Layout, Staged, SwitchSource,
 };
-use crate::progress;
 use crate::verify::{check_tree, load_manifest};
 
 /// What to sync.
@@ -526,89 +527,4 @@ fn delta_base(layout: &Layout, state: &InstallState) -> Option<Arc<DeltaBase>> {
     let id = state.current.as_ref()?.id().ok()?;
     let m = load_manifest(layout, &id, &[]).ok()?;
     Some(Arc::new(DeltaBase::new(&m, &layout.current())))
-}
-
-/// Counts of a tree build.
-#[derive(Debug, Default)]
-pub struct Built {
-    pub chunks_fetched: u64,
-    pub chunks_grouped: u64,
-    pub bytes_fetched_raw: u64,
-    pub chunks_reused: u64,
-    pub bytes_reused: u64,
-    pub files_linked: u64,
-}
-
-/// Builds the files `jobs` (and the dirs and symlinks of `entries`) under
-/// `root`: local phase, fetch of what is missing, then fsync of everything.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn build_tree(
-    http: &Http,
-    root: PathBuf,
-    jobs: Vec<FileJob>,
-    entries: &[Entry],
-    index: LocalIndex,
-    ctx: FetchContext,
-    streams: usize,
-    quiet: bool,
-    link_unchanged: bool,
-) -> Result<Built, ClientError> {
-    let staging = Arc::new(Staging::new(root, jobs, link_unchanged));
-    let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
-    let stats = Arc::new(LocalStats::default());
-    let (st, en, ss) = (staging.clone(), entries.clone(), stats.clone());
-    let t = Instant::now();
-    let pending = tokio::task::spawn_blocking(move || {
-        st.make_dirs(&en)?;
-        st.build_local(&index, &ss)
-    })
-    .await??;
-    tracing::debug!("local phase: {:?}", t.elapsed());
-
-    let mut wanted: Vec<(ferry_protocol::ChunkId, u32)> = pending
-        .iter()
-        .map(|(id, pos)| (*id, staging.jobs[pos[0].0].chunks[pos[0].1].len))
-        .collect();
-    // File order keeps each stream's writes local.
-    wanted.sort_by_key(|(id, _)| pending.get(id).map(|p| p[0]));
-    let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
-    let bar = progress::bytes_bar(progress::wanted(quiet), total, "fetching");
-    let pending = Arc::new(pending);
-    let (st, pe) = (staging.clone(), pending.clone());
-    let sink: fetch::Sink =
-        Arc::new(
-            move |chunk: ferry_protocol::VerifiedSlice<'_>| match pe.get(&chunk.id()) {
-                Some(pos) => {
-                    ferry_failpoint::io("client.chunk_write")
-                        .map_err(|e| ClientError::io(&st.root, e))?;
-                    st.write_chunk(&chunk, pos)?;
-                    ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
-                    Ok(())
-                }
-                None => Err(ClientError::protocol(
-                    "chunk fetch",
-                    "server sent a chunk nobody asked for",
-                )),
-            },
-        );
-    let t = Instant::now();
-    let fstats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await?;
-    bar.finish_and_clear();
-    tracing::debug!("fetch phase: {:?}", t.elapsed());
-
-    ferry_failpoint::hit("client.fetched");
-    let (st, en) = (staging.clone(), entries.clone());
-    let t = Instant::now();
-    tokio::task::spawn_blocking(move || st.finalize(&en)).await??;
-    tracing::debug!("finalize (modes, fsync): {:?}", t.elapsed());
-    ferry_failpoint::hit("client.finalized");
-    use std::sync::atomic::Ordering::Relaxed;
-    Ok(Built {
-        chunks_fetched: fstats.chunks.load(Relaxed),
-        chunks_grouped: fstats.grouped.load(Relaxed),
-        bytes_fetched_raw: fstats.raw_bytes.load(Relaxed),
-        chunks_reused: stats.chunks_reused.load(Relaxed),
-        bytes_reused: stats.bytes_reused.load(Relaxed),
-        files_linked: stats.files_linked.load(Relaxed),
-    })
 }
