@@ -20,7 +20,8 @@
 # ferry figures are bytes_downloaded of `ferry sync --json`: every HTTP body
 # byte (channel record, compressed manifest, chunk streams).
 #
-# Time and memory of the update, page cache warm, best of N (default 3):
+# Time and memory of the update, page cache warm and nothing dirty (sync
+# after preparing the copy), best of N (default 3):
 #   rsync daemon       rsync -a -c --delete --fsync rsync://127.0.0.1/... into a
 #                      copy of old (daemon on loopback, no compression)
 #   ferry sync         into a copy of an install of old, server cache warm,
@@ -132,6 +133,7 @@ def ferry_update(old, new, w, extra, timed):
         for _ in range(rounds if timed else 1):
             shutil.rmtree(f"{w}/try", ignore_errors=True)
             sh(f"cp -a {w}/inst {w}/try")
+            os.sync()  # the copy's writeback is not the update's work
             t0 = time.monotonic()
             out = sh(f"/usr/bin/time -f '%M' {sync} --install {w}/try")
             wall = time.monotonic() - t0
@@ -157,6 +159,7 @@ def rsync_daemon(old, new, w):
         best = None
         for _ in range(rounds):
             shutil.rmtree(f"{w}/rs", ignore_errors=True); sh(f"cp -a '{old}' {w}/rs")
+            os.sync()
             t0 = time.monotonic()
             sh(f"rsync -a --checksum --delete --fsync rsync://127.0.0.1:{p}/new/ {w}/rs/")
             wall = time.monotonic() - t0

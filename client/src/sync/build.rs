@@ -355,10 +355,10 @@ impl Staging {
     /// Sets modes, fsyncs every file written here (not hard links to an
     /// installed version's files), creates symlinks, fsyncs directories.
     pub fn finalize(&self, entries: &[Entry]) -> Result<(), ClientError> {
-        (0..self.jobs.len()).into_par_iter().try_for_each(|j| {
-            if self.linked[j].load(Ordering::Relaxed) {
-                return Ok(());
-            }
+        let written: Vec<usize> = (0..self.jobs.len())
+            .filter(|&j| !self.linked[j].load(Ordering::Relaxed))
+            .collect();
+        for_each_waiting(&written, |&j| {
             let dest = self.dest(j);
             let mode = if self.jobs[j].exec { 0o755 } else { 0o644 };
             fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
@@ -383,7 +383,45 @@ impl Staging {
             .map(|e| self.root.join(&e.path))
             .collect();
         dirs.push(self.root.clone());
-        dirs.par_iter().try_for_each(|d| fsync_dir(d))
+        for_each_waiting(&dirs, |d| fsync_dir(d))
+    }
+}
+
+/// Threads for work that mostly waits on the disk (fsync): more than the
+/// cores, so the device has several writes queued at once.
+const IO_THREADS: usize = 8;
+
+/// Runs `f` on every item from [`IO_THREADS`] threads; the first error
+/// stops the others from starting new items.
+fn for_each_waiting<T: Sync>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<(), ClientError> + Sync,
+) -> Result<(), ClientError> {
+    let threads = IO_THREADS;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_err = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()) {
+            s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { return };
+                if let Err(e) = f(item) {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut slot) = first_err.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    match first_err.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
     }
 }
 
