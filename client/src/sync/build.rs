@@ -341,6 +341,13 @@ impl Staging {
     ) -> Result<(), ClientError> {
         for &(j, i) in positions {
             self.wait_ready(j)?;
+            if self.linked[j].load(Ordering::Acquire) {
+                // The inode is an installed version's too: never written.
+                return Err(ClientError::Internal(format!(
+                    "a fetched chunk is due in {}, a file linked from the installed version",
+                    self.jobs[j].rel
+                )));
+            }
             let dest = self.dest(j);
             let f = OpenOptions::new()
                 .write(true)
