@@ -32,6 +32,12 @@ use crate::error::FrameError;
 pub const GROUP_HEADER_LEN: usize = 20;
 /// Largest decoded size of one group.
 pub const MAX_GROUP_RAW: u32 = 4 << 20;
+/// The grid of file offsets Ferry's server cuts groups on (its default
+/// `PlanParams::unit`). A client that splits its missing ids over several
+/// requests splits them where a file or a cell of this grid changes, so
+/// every group it is sent is one the server prepared at publish time (a
+/// request that starts mid-cell gets a group compressed on demand).
+pub const GROUP_CELL: u64 = 1 << 20;
 /// Largest reference range.
 pub const MAX_REF_LEN: u32 = 8 << 20;
 /// Largest window a group frame may use (16 MiB: reference + content).

@@ -49,7 +49,7 @@ pub struct PlanParams {
 impl Default for PlanParams {
     fn default() -> Self {
         PlanParams {
-            unit: 1 << 20,
+            unit: crate::group::GROUP_CELL,
             anchored_margin: 64 << 10,
             proportional_before: 1 << 20,
             proportional_after: 2 << 20,

@@ -146,8 +146,12 @@ impl Staging {
                 r.map(|idxs| (j, idxs))
             })
             .collect();
+        let mut per_job = per_job?;
+        // File order, whatever order the threads finished in: a chunk's
+        // first position decides where the fetch asks for it.
+        per_job.sort_unstable_by_key(|(j, _)| *j);
         let mut pending: HashMap<ChunkId, Vec<Pos>> = HashMap::new();
-        for (j, idxs) in per_job? {
+        for (j, idxs) in per_job {
             for i in idxs {
                 pending
                     .entry(self.jobs[j].chunks[i].id)

@@ -13,6 +13,8 @@ use bytes::{Buf, BytesMut};
 use ferry_protocol::chunk::decode_payload;
 use ferry_protocol::frame::{Frame, StreamDecoder};
 use ferry_protocol::group::GroupHeader;
+#[cfg(doc)]
+use ferry_protocol::group::GROUP_CELL;
 use ferry_protocol::messages::{FetchRequest, MAX_IDS_PER_REQUEST};
 use ferry_protocol::{ChunkId, ManifestId, VerifiedSlice};
 use indicatif::ProgressBar;
@@ -57,10 +59,14 @@ pub struct FetchContext {
 }
 
 /// Fetches `wanted` (id, expected length) over up to `streams` concurrent
-/// requests and hands every verified chunk to `sink`.
+/// requests and hands every verified chunk to `sink`. `cells` (empty, or
+/// one per wanted id: its file and [`GROUP_CELL`] of file offset) says
+/// where a stream may begin: only where the cell changes, so no group the
+/// server prepared is cut in two.
 pub async fn fetch_chunks(
     http: &Http,
     wanted: Vec<(ChunkId, u32)>,
+    cells: &[u64],
     ctx: FetchContext,
     streams: usize,
     sink: Sink,
@@ -73,23 +79,7 @@ pub async fn fetch_chunks(
     if wanted.is_empty() {
         return Ok(stats);
     }
-    // Small updates use one request; big ones spread over a few streams,
-    // balanced by bytes.
-    let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
-    let n = (total / (4 << 20)).clamp(1, streams.max(1) as u64) as usize;
-    let per = total.div_ceil(n as u64);
-    let mut groups: Vec<Vec<(ChunkId, u32)>> = vec![Vec::new()];
-    let mut acc = 0u64;
-    for w in wanted {
-        if acc >= per && groups.len() < n {
-            groups.push(Vec::new());
-            acc = 0;
-        }
-        acc += u64::from(w.1);
-        if let Some(g) = groups.last_mut() {
-            g.push(w);
-        }
-    }
+    let groups = split_streams(wanted, cells, streams);
     let budget = Arc::new(Semaphore::new(DECODE_BUDGET_KIB));
     let mut tasks = JoinSet::new();
     for g in groups {
@@ -324,6 +314,32 @@ impl Stream {
     }
 }
 
+/// The runs of `wanted` the streams ask for: one for small updates, else
+/// up to `streams` balanced by bytes, each starting where `cells` changes.
+fn split_streams(
+    wanted: Vec<(ChunkId, u32)>,
+    cells: &[u64],
+    streams: usize,
+) -> Vec<Vec<(ChunkId, u32)>> {
+    let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
+    let n = (total / (4 << 20)).clamp(1, streams.max(1) as u64) as usize;
+    let per = total.div_ceil(n as u64);
+    let mut groups: Vec<Vec<(ChunkId, u32)>> = vec![Vec::new()];
+    let mut acc = 0u64;
+    for (k, w) in wanted.into_iter().enumerate() {
+        let boundary = k == 0 || cells.len() <= k || cells[k] != cells[k - 1];
+        if acc >= per && groups.len() < n && boundary {
+            groups.push(Vec::new());
+            acc = 0;
+        }
+        acc += u64::from(w.1);
+        if let Some(g) = groups.last_mut() {
+            g.push(w);
+        }
+    }
+    groups
+}
+
 /// Checks that the frame at position `at` is the chunk asked for there.
 fn expect_at(
     ids: &[(ChunkId, u32)],
@@ -357,4 +373,32 @@ fn expect_at(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_balanced_and_begin_only_where_the_cell_changes() {
+        // 96 chunks of 256 KiB (24 MiB): three streams of about 8 MiB.
+        let wanted: Vec<(ChunkId, u32)> = (0..96u32)
+            .map(|i| (ChunkId::of(&i.to_le_bytes()), 256 << 10))
+            .collect();
+        let free = split_streams(wanted.clone(), &[], 3);
+        assert_eq!(free.iter().map(Vec::len).collect::<Vec<_>>(), [32, 32, 32]);
+        // Cells of 5 chunks: a stream may begin only at a multiple of 5.
+        let cells: Vec<u64> = (0..96u64).map(|k| k / 5).collect();
+        let aligned = split_streams(wanted.clone(), &cells, 3);
+        assert_eq!(aligned.len(), 3);
+        let mut start = 0;
+        for g in &aligned {
+            assert_eq!(start % 5, 0, "a stream begins mid-cell at {start}");
+            start += g.len();
+        }
+        assert_eq!(start, 96);
+        assert_eq!(aligned.concat(), wanted);
+        // Small updates: one request.
+        assert_eq!(split_streams(wanted[..8].to_vec(), &cells, 3).len(), 1);
+    }
 }

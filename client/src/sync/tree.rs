@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_protocol::group::GROUP_CELL;
 use ferry_protocol::{ChunkId, Entry, VerifiedSlice};
 
 use super::build::{FileJob, LocalStats, Pos, Staging};
@@ -149,6 +150,13 @@ async fn fetch_into(
         .collect();
     // File order keeps each stream's writes local.
     wanted.sort_by_key(|(id, _)| pending.get(id).map(|p| p[0]));
+    let cells: Vec<u64> = wanted
+        .iter()
+        .map(|(id, _)| {
+            let (j, i) = pending[id][0];
+            ((j as u64) << 32) | (staging.jobs[j].offsets[i] / GROUP_CELL)
+        })
+        .collect();
     let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
     let bar = progress::bytes_bar(progress::wanted(quiet), total, "fetching");
     let st = staging.clone();
@@ -165,7 +173,7 @@ async fn fetch_into(
         Ok(())
     });
     let t = Instant::now();
-    let stats = fetch::fetch_chunks(http, wanted, ctx, streams, sink, bar.clone()).await;
+    let stats = fetch::fetch_chunks(http, wanted, &cells, ctx, streams, sink, bar.clone()).await;
     bar.finish_and_clear();
     tracing::debug!("fetch: {:?}", t.elapsed());
     stats
