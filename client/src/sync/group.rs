@@ -98,6 +98,26 @@ struct Scratch {
 static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
 const KEPT_SCRATCH: usize = 2;
 
+/// A scratch taken from [`SCRATCH`] (or new), given back when dropped.
+struct Pooled(Scratch);
+
+impl Pooled {
+    fn take() -> Pooled {
+        let kept = SCRATCH.lock().map(|mut s| s.pop()).ok().flatten();
+        Pooled(kept.unwrap_or_default())
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Ok(mut kept) = SCRATCH.lock() {
+            if kept.len() < KEPT_SCRATCH {
+                kept.push(std::mem::take(&mut self.0));
+            }
+        }
+    }
+}
+
 /// Decodes the group `z` (header already parsed) covering `chunks` and
 /// hands every chunk that verifies to `sink`; only the sink's errors are
 /// errors.
@@ -108,29 +128,8 @@ pub fn decode_group(
     chunks: &[(ChunkId, u32)],
     sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
 ) -> Result<GroupOutcome, ClientError> {
-    let mut scratch = SCRATCH
-        .lock()
-        .map(|mut s| s.pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let out = decode_with(&mut scratch, base, header, z, chunks, sink);
-    if let Ok(mut kept) = SCRATCH.lock() {
-        if kept.len() < KEPT_SCRATCH {
-            kept.push(scratch);
-        }
-    }
-    out
-}
-
-fn decode_with(
-    scratch: &mut Scratch,
-    base: Option<&DeltaBase>,
-    header: &GroupHeader,
-    z: &[u8],
-    chunks: &[(ChunkId, u32)],
-    sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
-) -> Result<GroupOutcome, ClientError> {
+    let mut pooled = Pooled::take();
+    let scratch = &mut pooled.0;
     let raw_len: u32 = chunks.iter().map(|c| c.1).sum();
     let all_retry = |problem: String| GroupOutcome {
         verified: 0,
