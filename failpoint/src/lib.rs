@@ -85,10 +85,13 @@ fn reached(c: &Config, name: &str, action: Action, bytes: Option<u64>) -> Option
                 Action::Kill => "kill",
                 Action::NoSpace => "io",
             };
-            let _ = match bytes {
-                Some(b) => writeln!(f, "{kind} {name} {b}"),
-                None => writeln!(f, "{kind} {name}"),
+            // One write per line: a kill by another thread never leaves
+            // half a line (`writeln!` writes piece by piece).
+            let line = match bytes {
+                Some(b) => format!("{kind} {name} {b}\n"),
+                None => format!("{kind} {name}\n"),
             };
+            let _ = f.write_all(line.as_bytes());
         }
     }
     let spec = c.spec.as_ref()?;
@@ -115,6 +118,8 @@ fn hit_after(name: &str, bytes: Option<u64>) {
     let Some(c) = config() else { return };
     if let Some(n) = reached(c, name, Action::Kill, bytes) {
         if c.spec.as_ref().is_some_and(|s| s.at == n) {
+            // Hold the log while dying, so no other thread is mid-line.
+            let _log = c.log.as_ref().map(|l| l.lock());
             kill_self();
         }
     }

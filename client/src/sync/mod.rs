@@ -338,10 +338,12 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         state.staged = None;
     }
     report.resumed = staging.exists();
-    let index = local_index(&layout, &state);
+    let (l, st) = (layout.clone(), state.clone());
+    let (index, base) = tokio::task::spawn_blocking(move || local_sources(&l, &st)).await?;
+    tracing::debug!("local index at {:?}", start.elapsed());
     let ctx = FetchContext {
         want: Some(offer.manifest_id),
-        base: delta_base(&layout, &state),
+        base,
     };
     let jobs: Vec<FileJob> = manifest
         .entries
@@ -503,28 +505,38 @@ fn clear_other_staging(layout: &Layout, keep: &Path) {
 
 /// Every installed tree with its manifest.
 pub(crate) fn local_index(layout: &Layout, state: &InstallState) -> LocalIndex {
+    local_sources(layout, state).0
+}
+
+/// The local index of every installed tree, and the live version as the
+/// reference for group frames (when its manifest is at hand): each stored
+/// manifest is read and decoded once. Blocking.
+fn local_sources(layout: &Layout, state: &InstallState) -> (LocalIndex, Option<Arc<DeltaBase>>) {
     let mut index = LocalIndex::default();
-    let trees = state.current.iter().map(|c| (c, layout.current())).chain(
-        state
-            .kept
-            .iter()
-            .map(|k| (k, layout.version_dir(&k.version))),
-    );
-    for (inst, dir) in trees {
+    let mut base = None;
+    let trees = state
+        .current
+        .iter()
+        .map(|c| (c, layout.current(), true))
+        .chain(
+            state
+                .kept
+                .iter()
+                .map(|k| (k, layout.version_dir(&k.version), false)),
+        );
+    for (inst, dir, live) in trees {
         let Ok(id) = inst.id() else { continue };
         match load_manifest(layout, &id, &[]) {
-            Ok(m) if dir.is_dir() => index.add_tree(&dir, &m),
-            Ok(_) => {}
+            Ok(m) => {
+                if live {
+                    base = Some(Arc::new(DeltaBase::new(&m, &dir)));
+                }
+                if dir.is_dir() {
+                    index.add_tree(&dir, &m);
+                }
+            }
             Err(e) => tracing::warn!("ignoring installed version {}: {e}", inst.version),
         }
     }
-    index
-}
-
-/// The live version as the reference for group frames, when its manifest
-/// is at hand.
-fn delta_base(layout: &Layout, state: &InstallState) -> Option<Arc<DeltaBase>> {
-    let id = state.current.as_ref()?.id().ok()?;
-    let m = load_manifest(layout, &id, &[]).ok()?;
-    Some(Arc::new(DeltaBase::new(&m, &layout.current())))
+    (index, base)
 }
