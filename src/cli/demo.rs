@@ -97,8 +97,8 @@ async fn demo(root: &Path, v1: &Path, v2: &Path) -> Result<()> {
             s.version.as_deref().unwrap_or("?"),
             human(s.bytes_downloaded),
             human(s.version_bytes),
-            s.chunks_fetched,
-            s.chunks_reused,
+            s.built.chunks_fetched,
+            s.built.chunks_reused,
         );
     }
     let client = Http::new(&url, Timeouts::default())?;

@@ -166,9 +166,9 @@ pub fn sync(a: SyncArgs) -> Result<ExitCode> {
             r.previous_version.as_deref().unwrap_or("(nothing)"),
             r.version.as_deref().unwrap_or("?"),
             human(r.bytes_downloaded),
-            r.chunks_fetched,
-            r.chunks_reused,
-            human(r.bytes_reused),
+            r.built.chunks_fetched,
+            r.built.chunks_reused,
+            human(r.built.bytes_reused),
             human(r.version_bytes)
         );
     } else if r.staged {

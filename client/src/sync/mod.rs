@@ -30,6 +30,7 @@ pub use repair::repair_install;
 pub use rollback::{rollback, RollbackReport};
 pub use stage::{client_id, switch_due};
 pub(crate) use tree::build_tree;
+pub use tree::Built;
 
 use crate::error::ClientError;
 use crate::hooks::{run_hooks, Hook, HookEnv, HookPoint};
@@ -131,15 +132,9 @@ pub struct SyncReport {
     /// HTTP body bytes received during this sync.
     pub bytes_downloaded: u64,
     pub requests: u64,
-    pub chunks_fetched: u64,
-    /// Of those, chunks that came in group frames (several chunks in one
-    /// zstd frame, usually compressed against the installed version).
-    pub chunks_grouped: u64,
-    pub bytes_fetched_raw: u64,
-    pub chunks_reused: u64,
-    pub bytes_reused: u64,
-    /// Unchanged files hard-linked from the installed version.
-    pub files_linked: u64,
+    /// What the tree build fetched and reused (flattened into the JSON).
+    #[serde(flatten)]
+    pub built: Built,
     pub files: u64,
     pub version_bytes: u64,
     pub resumed: bool,
@@ -318,8 +313,8 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
                 switch_with_hooks(&l, &mut state, t, kept_dir, &o2)
             })
             .await??;
-            report.chunks_reused = manifest.chunk_refs() as u64;
-            report.bytes_reused = manifest.total_size();
+            report.built.chunks_reused = manifest.chunk_refs() as u64;
+            report.built.bytes_reused = manifest.total_size();
             report.updated = true;
             report.version = Some(offer.version.clone());
             return Ok(finish_report(report, http, start));
@@ -370,12 +365,7 @@ pub async fn sync(http: &Http, o: &SyncOptions) -> Result<SyncReport, ClientErro
         Err(e) => return Err(e),
     };
     tracing::debug!("tree built at {:?}", start.elapsed());
-    report.chunks_fetched = built.chunks_fetched;
-    report.chunks_grouped = built.chunks_grouped;
-    report.bytes_fetched_raw = built.bytes_fetched_raw;
-    report.chunks_reused = built.chunks_reused;
-    report.bytes_reused = built.bytes_reused;
-    report.files_linked = built.files_linked;
+    report.built = built;
 
     // 6. Post-install hooks on the complete tree, then stage for later or
     // switch now.

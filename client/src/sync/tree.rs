@@ -25,14 +25,17 @@ use crate::error::ClientError;
 use crate::http::Http;
 use crate::progress;
 
-/// Counts of a tree build.
-#[derive(Debug, Default)]
+/// Counts of a tree build (part of the `--json` summary of a sync).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Built {
     pub chunks_fetched: u64,
+    /// Of those, chunks that came in group frames (several chunks in one
+    /// zstd frame, usually compressed against the installed version).
     pub chunks_grouped: u64,
     pub bytes_fetched_raw: u64,
     pub chunks_reused: u64,
     pub bytes_reused: u64,
+    /// Unchanged files hard-linked from the installed version.
     pub files_linked: u64,
 }
 
