@@ -74,19 +74,7 @@ impl Core {
     ) -> Result<bool, StoreError> {
         if !cache {
             let unique: Vec<ChunkId> = manifest.unique_chunks().iter().map(|c| c.id).collect();
-            let have = self.has_chunks(&unique).await?;
-            let missing: Vec<&ChunkId> = unique
-                .iter()
-                .zip(&have)
-                .filter(|(_, h)| !**h)
-                .map(|(i, _)| i)
-                .collect();
-            if let Some(first) = missing.first() {
-                return Err(StoreError::MissingChunks {
-                    count: missing.len(),
-                    first: first.to_hex(),
-                });
-            }
+            ferry_store::require_chunks(&unique, &self.has_chunks(&unique).await?)?;
         }
         let vkey = self.layout.version(&manifest.app, &manifest.version)?;
         if let Some(existing) = self.get_vec(&vkey).await? {

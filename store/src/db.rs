@@ -277,19 +277,7 @@ impl Store {
         // is written.
         let _g = self.lock();
         let unique: Vec<ChunkId> = manifest.unique_chunks().iter().map(|c| c.id).collect();
-        let have = self.has_chunks(&unique)?;
-        let missing: Vec<&ChunkId> = unique
-            .iter()
-            .zip(&have)
-            .filter(|(_, h)| !**h)
-            .map(|(i, _)| i)
-            .collect();
-        if let Some(first) = missing.first() {
-            return Err(StoreError::MissingChunks {
-                count: missing.len(),
-                first: first.to_hex(),
-            });
-        }
+        require_chunks(&unique, &self.has_chunks(&unique)?)?;
         let vkey = keys::pair(&manifest.app, &manifest.version);
         if let Some(existing) = self.db.get_cf(self.cf(CF_VERSIONS), &vkey)? {
             if existing == id.0 {
@@ -512,6 +500,23 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<(Envelope, Manifest), Stor
     let m = Manifest::decode(&env.body)
         .map_err(|e| StoreError::Corrupt(format!("stored manifest: {e}")))?;
     Ok((env, m))
+}
+
+/// A manifest may only be published when the store has every chunk it
+/// names: `have` answers `unique` in order. For every store engine.
+pub fn require_chunks(unique: &[ChunkId], have: &[bool]) -> Result<(), StoreError> {
+    let mut missing = unique
+        .iter()
+        .zip(have)
+        .filter(|(_, h)| !**h)
+        .map(|(i, _)| i);
+    match missing.next() {
+        Some(first) => Err(StoreError::MissingChunks {
+            count: 1 + missing.count(),
+            first: first.to_hex(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A record may only name published versions: `version` and `fallback` are

@@ -21,7 +21,8 @@ mod tests;
 
 pub use backend::{Backend, StoreStats};
 pub use db::{
-    check_record_versions, decode_channel, decode_keys, encode_keys, Store, SCHEMA_VERSION,
+    check_record_versions, decode_channel, decode_keys, encode_keys, require_chunks, Store,
+    SCHEMA_VERSION,
 };
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem};

@@ -408,12 +408,11 @@ fn for_each_waiting<T: Sync>(
     items: &[T],
     f: impl Fn(&T) -> Result<(), ClientError> + Sync,
 ) -> Result<(), ClientError> {
-    let threads = IO_THREADS;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_err = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..threads.min(items.len()) {
+        for _ in 0..IO_THREADS.min(items.len()) {
             s.spawn(|| loop {
                 if failed.load(Ordering::Relaxed) {
                     return;

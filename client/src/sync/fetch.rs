@@ -13,8 +13,6 @@ use bytes::{Buf, BytesMut};
 use ferry_protocol::chunk::decode_payload;
 use ferry_protocol::frame::{Frame, StreamDecoder};
 use ferry_protocol::group::GroupHeader;
-#[cfg(doc)]
-use ferry_protocol::group::GROUP_CELL;
 use ferry_protocol::messages::{FetchRequest, MAX_IDS_PER_REQUEST};
 use ferry_protocol::{ChunkId, ManifestId, VerifiedSlice};
 use indicatif::ProgressBar;
@@ -60,7 +58,8 @@ pub struct FetchContext {
 
 /// Fetches `wanted` (id, expected length) over up to `streams` concurrent
 /// requests and hands every verified chunk to `sink`. `cells` (empty, or
-/// one per wanted id: its file and [`GROUP_CELL`] of file offset) says
+/// one per wanted id: its file and
+/// [`GROUP_CELL`](ferry_protocol::group::GROUP_CELL) of file offset) says
 /// where a stream may begin: only where the cell changes, so no group the
 /// server prepared is cut in two.
 pub async fn fetch_chunks(
