@@ -145,6 +145,18 @@ pub fn compress(raw: &[u8], reference: &[u8], level: i32) -> Result<Vec<u8>, Fra
     Ok(out)
 }
 
+/// Grows a buffer that is reused group after group to hold `len` bytes:
+/// to a multiple of 256 KiB, not to twice its size (which would keep up to
+/// twice a window alive in every kept buffer) nor to exactly `len` (the
+/// next group, a few KiB longer, would move it to fresh pages, a page fault
+/// per 4 KiB). Keeps nothing: the contents are about to be overwritten.
+pub fn reserve_reusable(buf: &mut Vec<u8>, len: usize) {
+    const STEP: usize = 256 * 1024;
+    if buf.capacity() < len {
+        *buf = Vec::with_capacity(len.next_multiple_of(STEP));
+    }
+}
+
 /// Decodes a group's zstd frame against `reference` into exactly `raw_len`
 /// bytes. Refuses frames that do not declare that size or want a larger
 /// window than [`WINDOW_LOG_MAX`].
@@ -186,7 +198,7 @@ pub fn decompress_into(
         d.ref_prefix(reference).map_err(&err)?;
     }
     out.clear();
-    out.reserve(raw_len as usize);
+    reserve_reusable(out, raw_len as usize);
     d.decompress(out, frame).map_err(&err)?;
     if out.len() != raw_len as usize {
         return Err(bad("group frame decoded to another size"));

@@ -92,10 +92,14 @@ pub async fn fetch_chunks(
         };
         tasks.spawn(async move { s.run(g).await });
     }
+    let mut result = Ok(());
     while let Some(r) = tasks.join_next().await {
-        r??;
+        if let Err(e) = r.map_err(ClientError::from).and_then(|x| x) {
+            result = result.and(Err(e));
+        }
     }
-    Ok(stats)
+    super::group::release_scratch();
+    result.map(|()| stats)
 }
 
 /// One stream of requests and what it shares with the others.

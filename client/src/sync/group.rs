@@ -72,6 +72,7 @@ impl DeltaBase {
             .open(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         // Every byte is overwritten by the read: only growth is zeroed.
+        ferry_protocol::group::reserve_reusable(buf, r.len as usize);
         buf.resize(r.len as usize, 0);
         f.read_exact_at(buf, r.offset)
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -93,26 +94,59 @@ struct Scratch {
     out: Vec<u8>,
 }
 
-/// Scratch buffers not in use. At most [`KEPT_SCRATCH`] stay (the fetch's
-/// decode budget bounds how many are in use at once).
+/// Scratch buffers not in use. At most [`KEPT_SCRATCH`] stay: as many as
+/// the fetch's decode budget lets decode at once with full-size groups
+/// (16 MiB over a 4 MiB window and a 1 MiB group each), so a sync does not
+/// map, fault in and unmap fresh multi-MiB buffers group after group
+/// (pyarrow: 40 fresh buffers, 40,000 page faults with two kept).
+/// [`release_scratch`] frees them when a fetch ends.
 static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
-const KEPT_SCRATCH: usize = 2;
+const KEPT_SCRATCH: usize = 3;
 
-/// A scratch taken from [`SCRATCH`] (or new), given back when dropped.
-struct Pooled(Scratch);
+/// Frees the kept scratch buffers (an agent idles between syncs).
+pub fn release_scratch() {
+    if let Ok(mut kept) = SCRATCH.lock() {
+        kept.clear();
+    }
+}
+
+/// Groups smaller than this (window and output) decode in buffers of their
+/// own: the allocator serves them from its heap without a page fault each
+/// (the client's `M_MMAP_THRESHOLD` is 1 MiB), and they leave the kept
+/// buffers to the large groups, so a burst of small groups cannot send the
+/// large ones to fresh buffers.
+const POOLED_MIN: usize = 512 * 1024;
+
+/// A scratch taken from [`SCRATCH`] (or new), given back when dropped;
+/// or, for a small group, one of its own.
+struct Pooled {
+    scratch: Scratch,
+    pooled: bool,
+}
 
 impl Pooled {
-    fn take() -> Pooled {
-        let kept = SCRATCH.lock().map(|mut s| s.pop()).ok().flatten();
-        Pooled(kept.unwrap_or_default())
+    fn take(need: usize) -> Pooled {
+        let pooled = need >= POOLED_MIN;
+        let kept = if pooled {
+            SCRATCH.lock().map(|mut s| s.pop()).ok().flatten()
+        } else {
+            None
+        };
+        Pooled {
+            scratch: kept.unwrap_or_default(),
+            pooled,
+        }
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
+        if !self.pooled {
+            return;
+        }
         if let Ok(mut kept) = SCRATCH.lock() {
             if kept.len() < KEPT_SCRATCH {
-                kept.push(std::mem::take(&mut self.0));
+                kept.push(std::mem::take(&mut self.scratch));
             }
         }
     }
@@ -128,9 +162,10 @@ pub fn decode_group(
     chunks: &[(ChunkId, u32)],
     sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
 ) -> Result<GroupOutcome, ClientError> {
-    let mut pooled = Pooled::take();
-    let scratch = &mut pooled.0;
     let raw_len: u32 = chunks.iter().map(|c| c.1).sum();
+    let window = header.reference.map_or(0, |r| r.len as usize);
+    let mut pooled = Pooled::take(window + raw_len as usize);
+    let scratch = &mut pooled.scratch;
     let all_retry = |problem: String| GroupOutcome {
         verified: 0,
         retry: chunks.to_vec(),
