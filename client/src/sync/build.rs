@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedSlice};
 use rayon::prelude::*;
 
+use super::handles::OpenFiles;
 use super::index::LocalIndex;
 use crate::error::ClientError;
 use crate::install::fsync_dir;
@@ -84,6 +85,8 @@ pub struct Staging {
     /// file system's, so ext4 pays for one failed attempt, not one per
     /// file).
     reflinks: AtomicBool,
+    /// Write handles of files that fetched chunks go to.
+    open_files: OpenFiles,
 }
 
 impl Staging {
@@ -99,6 +102,7 @@ impl Staging {
             gate: (Mutex::new(()), Condvar::new()),
             aborted: AtomicBool::new(false),
             reflinks: AtomicBool::new(true),
+            open_files: OpenFiles::default(),
         }
     }
 
@@ -352,13 +356,12 @@ impl Staging {
                     self.jobs[j].rel
                 )));
             }
-            let dest = self.dest(j);
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&dest)
-                .map_err(|e| ClientError::io(&dest, e))?;
+            let f = self
+                .open_files
+                .get(j, || OpenOptions::new().write(true).open(self.dest(j)))
+                .map_err(|e| ClientError::io(self.dest(j), e))?;
             f.write_all_at(chunk.data(), self.jobs[j].offsets[i])
-                .map_err(|e| ClientError::io(&dest, e))?;
+                .map_err(|e| ClientError::io(self.dest(j), e))?;
         }
         Ok(())
     }
@@ -366,6 +369,7 @@ impl Staging {
     /// Sets modes, fsyncs every file written here (not hard links to an
     /// installed version's files), creates symlinks, fsyncs directories.
     pub fn finalize(&self, entries: &[Entry]) -> Result<(), ClientError> {
+        self.open_files.clear();
         let written: Vec<usize> = (0..self.jobs.len())
             .filter(|&j| !self.linked[j].load(Ordering::Relaxed))
             .collect();

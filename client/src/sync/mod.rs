@@ -6,6 +6,7 @@ mod build;
 mod fetch;
 mod get_chunks;
 mod group;
+mod handles;
 mod index;
 mod record;
 mod repair;
