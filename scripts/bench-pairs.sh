@@ -100,14 +100,18 @@ class Server:
                                    "--push-token", "tok-for-benchmarks-only", *extra], stderr=self.log)
         wait_port(self.port); self.url = f"http://127.0.0.1:{self.port}"
     def prepared(self, n):
-        """Waits until the server logged n prepared transitions (none are
-        prepared with groups off)."""
+        """Waits until the server logged n prepared transitions and n
+        refined ones (none with groups off): clients after a deployment's
+        first ones get refined frames, and a refinement running in the
+        background would take a core from the timed sync."""
         if "--group-level" in self.extra and "0" in self.extra:
             return
-        for _ in range(6000):
+        for _ in range(12000):
             self.log.seek(0)
-            if self.log.read().count("prepared") >= n: return
+            log = self.log.read()
+            if log.count("prepared") >= n and log.count("refined") >= n: return
             time.sleep(0.05)
+        raise SystemExit(f"the server did not prepare and refine {n} transitions in 10 minutes")
     def stop(self):
         self.p.terminate(); self.p.wait()
 

@@ -226,6 +226,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    state.groups.stop();
     tracing::info!("shutting down: waiting for open requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),

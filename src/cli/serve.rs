@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// when a channel record is published [default: 11].
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub group_level: Option<i32>,
+    /// zstd level at which prepared groups are encoded again in the
+    /// background, one at a time, replacing the cached frames that come out
+    /// smaller (0 or not above --group-level: off) [default: 19].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub group_refine_level: Option<i32>,
     /// Compress groups against the client's installed version (off: groups
     /// only share compression context; for benchmarks).
     #[arg(long, hide = true, default_value_t = true, action = clap::ArgAction::Set)]
@@ -134,6 +139,7 @@ pub struct ServeFile {
     mirror_ca: Option<PathBuf>,
     mirror_ttl: Option<String>,
     group_level: Option<i32>,
+    group_refine_level: Option<i32>,
     group_cache_mb: Option<u32>,
     pub log_format: Option<LogFormat>,
 }
@@ -301,6 +307,13 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
     if !(0..=22).contains(&group_level) {
         bail!("config key group-level: {group_level} is not in 0-22");
     }
+    let group_refine_level = a
+        .group_refine_level
+        .or(f.group_refine_level)
+        .unwrap_or(ferry_server::groups::DEFAULT_REFINE_LEVEL);
+    if !(0..=22).contains(&group_refine_level) {
+        bail!("config key group-refine-level: {group_refine_level} is not in 0-22");
+    }
     let group_cache_mb = a.group_cache_mb.or(f.group_cache_mb).unwrap_or(256);
     if group_cache_mb > 1_048_576 {
         bail!("config key group-cache-mb: {group_cache_mb} is above 1048576");
@@ -354,6 +367,7 @@ fn resolve_with_env(a: ServeArgs, env_token: Option<String>) -> Result<Resolved>
             mirror_of: mirror.as_ref().map(|m| m.upstream.clone()),
             groups: ferry_server::groups::GroupConfig {
                 level: group_level,
+                refine_level: group_refine_level,
                 cache_bytes: (group_cache_mb as usize) << 20,
                 plan: ferry_protocol::group_plan::PlanParams {
                     references: a.group_references,
