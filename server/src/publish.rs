@@ -191,11 +191,13 @@ pub async fn put_channel(
         {
             let _one_at_a_time = st3.groups.warming();
             for have in &from {
-                st3.groups.warm(st3.store.as_ref(), rec.manifest_id, *have);
+                st3.groups
+                    .warm(st3.background_store.as_ref(), rec.manifest_id, *have);
             }
         }
         for have in from {
-            st3.groups.refine(st3.store.as_ref(), rec.manifest_id, have);
+            st3.groups
+                .refine(st3.background_store.as_ref(), rec.manifest_id, have);
         }
     });
     Response::builder()

@@ -74,6 +74,10 @@ impl Default for ServerConfig {
 pub struct ServerState {
     /// The store, behind the metrics wrapper (and the mirror, if any).
     pub store: Arc<dyn Backend>,
+    /// The same store without the metrics wrapper, for background work
+    /// (preparing and refining group frames) whose reads serve no
+    /// response and must not count as served.
+    pub(crate) background_store: Arc<dyn Backend>,
     pub config: ServerConfig,
     /// Recently compressed manifests, by (manifest, base): a broadcast
     /// deployment asks for the same one thousands of times.
@@ -101,6 +105,7 @@ impl ServerState {
         metrics: Arc<Metrics>,
     ) -> ServerState {
         let requests = Arc::new(Semaphore::new(config.max_requests.max(1)));
+        let background_store = store.clone();
         let store: Arc<dyn Backend> = Arc::new(Metered {
             inner: store,
             metrics: metrics.clone(),
@@ -108,6 +113,7 @@ impl ServerState {
         let groups = crate::groups::Groups::new(config.groups);
         ServerState {
             store,
+            background_store,
             config,
             manifest_cache: Default::default(),
             groups,
