@@ -222,11 +222,10 @@ impl Groups {
             Some(Encoded::Frame(old)) if old.len() > frame.len() => old.len(),
             _ => return None,
         };
-        let new = Arc::new(Encoded::Frame(frame));
-        c.bytes = c.bytes - (old + 64) + new.weight();
-        let new_len = new.weight() - 64;
-        c.map.insert(k, new);
-        Some((old, new_len))
+        let new = frame.len();
+        c.bytes = c.bytes - old + new;
+        c.map.insert(k, Arc::new(Encoded::Frame(frame)));
+        Some((old, new))
     }
 
     /// Reads the group's chunks and reference from the store and compresses.

@@ -92,12 +92,16 @@ pub async fn fetch_chunks(
         };
         tasks.spawn(async move { s.run(g).await });
     }
-    let mut result = Ok(());
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r.map_err(ClientError::from).and_then(|x| x) {
-            result = result.and(Err(e));
+    let result: Result<(), ClientError> = async {
+        while let Some(r) = tasks.join_next().await {
+            r??;
         }
+        Ok(())
     }
+    .await;
+    // The first failure ends the fetch: the other streams are aborted, not
+    // waited for.
+    drop(tasks);
     super::group::release_scratch();
     result.map(|()| stats)
 }
