@@ -145,8 +145,12 @@ fn unknown_fields_and_formats_refused() {
     assert!(Manifest::decode(&b).is_err());
 }
 
+/// File names the manifest accepts: the regex alone can produce Windows
+/// device names such as `prn` or `con.txt`, which validation rejects.
 fn arb_name() -> impl Strategy<Value = String> {
-    "[a-z0-9][a-z0-9._-]{0,12}"
+    "[a-z0-9][a-z0-9._-]{0,12}".prop_filter("a name the manifest accepts", |n| {
+        crate::names::validate_rel_path(n).is_ok()
+    })
 }
 
 proptest! {
