@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use super::handles::OpenFiles;
 use super::index::LocalIndex;
+use super::writeback;
 use crate::error::ClientError;
 use crate::install::fsync_dir;
 
@@ -87,12 +88,18 @@ pub struct Staging {
     reflinks: AtomicBool,
     /// Write handles of files that fetched chunks go to.
     open_files: OpenFiles,
+    /// Per job: bytes of fetched chunks still to be written, and written
+    /// so far (to start each file's write-back early, see [`writeback`]).
+    unfetched: Vec<AtomicU64>,
+    fetched: Vec<AtomicU64>,
 }
 
 impl Staging {
     pub fn new(root: PathBuf, jobs: Vec<FileJob>, link_unchanged: bool) -> Staging {
         let flags = || jobs.iter().map(|_| AtomicBool::new(false)).collect();
         let (linked, ready) = (flags(), flags());
+        let counters = || jobs.iter().map(|_| AtomicU64::new(0)).collect();
+        let (unfetched, fetched) = (counters(), counters());
         Staging {
             root,
             jobs,
@@ -103,6 +110,8 @@ impl Staging {
             aborted: AtomicBool::new(false),
             reflinks: AtomicBool::new(true),
             open_files: OpenFiles::default(),
+            unfetched,
+            fetched,
         }
     }
 
@@ -144,7 +153,12 @@ impl Staging {
             .map(|j| {
                 let r = self.build_one(j, index, stats);
                 match &r {
-                    Ok(_) => self.mark_ready(j),
+                    Ok(missing) => {
+                        let job = &self.jobs[j];
+                        let bytes = missing.iter().map(|&i| u64::from(job.chunks[i].len)).sum();
+                        self.unfetched[j].store(bytes, Ordering::Relaxed);
+                        self.mark_ready(j);
+                    }
                     Err(_) => self.abort(),
                 }
                 r.map(|idxs| (j, idxs))
@@ -285,6 +299,10 @@ impl Staging {
                 }
             }
         }
+        // What is in place goes to the disk while the rest is fetched.
+        if job.size > 0 {
+            writeback::start(&f);
+        }
         ferry_failpoint::hit("client.file_assembled");
         Ok(done
             .iter()
@@ -362,6 +380,18 @@ impl Staging {
                 .map_err(|e| ClientError::io(self.dest(j), e))?;
             f.write_all_at(chunk.data(), self.jobs[j].offsets[i])
                 .map_err(|e| ClientError::io(self.dest(j), e))?;
+            let len = chunk.data().len() as u64;
+            let before = self.fetched[j].fetch_add(len, Ordering::Relaxed);
+            // A chunk written twice (a stream retried) must not wrap.
+            let left = self.unfetched[j]
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(len))
+                })
+                .unwrap_or(0)
+                .saturating_sub(len);
+            if left == 0 || writeback::crosses_step(before, len) {
+                writeback::start(&f);
+            }
         }
         Ok(())
     }

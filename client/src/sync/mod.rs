@@ -14,6 +14,7 @@ use record::{accept_record, get_manifest};
 mod rollback;
 mod stage;
 mod tree;
+mod writeback;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
