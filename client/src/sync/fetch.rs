@@ -36,6 +36,12 @@ const ATTEMPTS: u32 = 4;
 /// use; more only raises the peak RSS (measured on pyarrow).
 const DECODE_BUDGET_KIB: usize = 16 * 1024;
 
+/// Decode tasks at once, across all streams, per core. Small chunks fit
+/// the byte budget by the hundred; without this bound each waiting task
+/// took a blocking thread of its own (40-odd threads on two cores for
+/// pyarrow), and they only took turns on the cores and kept more memory.
+const DECODE_TASKS_PER_CORE: usize = 2;
+
 /// Totals of a fetch.
 #[derive(Debug, Default)]
 pub struct FetchStats {
@@ -79,7 +85,9 @@ pub async fn fetch_chunks(
         return Ok(stats);
     }
     let groups = split_streams(wanted, cells, streams);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let budget = Arc::new(Semaphore::new(DECODE_BUDGET_KIB));
+    let slots = Arc::new(Semaphore::new(DECODE_TASKS_PER_CORE * cores));
     let mut tasks = JoinSet::new();
     for g in groups {
         let s = Stream {
@@ -89,6 +97,7 @@ pub async fn fetch_chunks(
             stats: stats.clone(),
             bar: bar.clone(),
             budget: budget.clone(),
+            slots: slots.clone(),
         };
         tasks.spawn(async move { s.run(g).await });
     }
@@ -106,6 +115,9 @@ pub async fn fetch_chunks(
     result.map(|()| stats)
 }
 
+/// A decode task's share of the slots and of the byte budget.
+type Reserved = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
 /// One stream of requests and what it shares with the others.
 struct Stream {
     http: Http,
@@ -114,6 +126,7 @@ struct Stream {
     stats: Arc<FetchStats>,
     bar: ProgressBar,
     budget: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
 }
 
 impl Stream {
@@ -304,14 +317,19 @@ impl Stream {
         }
     }
 
-    /// Waits until `bytes` fit in the decode budget.
-    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ClientError> {
+    /// Waits until a decode task may start: a slot free and `bytes` in the
+    /// decode budget. The task holds both until it ends.
+    async fn reserve(&self, bytes: usize) -> Result<Reserved, ClientError> {
+        let closed = |e: tokio::sync::AcquireError| ClientError::Internal(e.to_string());
+        let slot = self.slots.clone().acquire_owned().await.map_err(closed)?;
         let kib = (bytes / 1024).clamp(1, DECODE_BUDGET_KIB) as u32;
-        self.budget
+        let bytes = self
+            .budget
             .clone()
             .acquire_many_owned(kib)
             .await
-            .map_err(|e| ClientError::Internal(e.to_string()))
+            .map_err(closed)?;
+        Ok((slot, bytes))
     }
 
     fn count(&self, chunks: u64, raw: u64) {
