@@ -42,12 +42,13 @@ impl DeltaBase {
         }
     }
 
-    /// Reads the reference bytes a group names into `buf`, or says why
-    /// not.
-    fn read(&self, h: &GroupHeader, buf: &mut Vec<u8>) -> Result<(), String> {
+    /// Reads the reference bytes a group names into the front of `buf`
+    /// and returns their length, or says why not. `buf` only grows (new
+    /// bytes zeroed once) and keeps its length between groups, so a kept
+    /// buffer is not cleared and zeroed again for every window.
+    fn read(&self, h: &GroupHeader, buf: &mut Vec<u8>) -> Result<usize, String> {
         let Some(r) = h.reference else {
-            buf.clear();
-            return Ok(());
+            return Ok(0);
         };
         let (path, size) = self
             .files
@@ -71,11 +72,14 @@ impl DeltaBase {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        // Every byte is overwritten by the read: only growth is zeroed.
-        ferry_protocol::group::reserve_reusable(buf, r.len as usize);
-        buf.resize(r.len as usize, 0);
-        f.read_exact_at(buf, r.offset)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let len = r.len as usize;
+        if buf.len() < len {
+            ferry_protocol::group::reserve_reusable(buf, len);
+            buf.resize(buf.capacity(), 0);
+        }
+        f.read_exact_at(&mut buf[..len], r.offset)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(len)
     }
 }
 
@@ -94,14 +98,14 @@ struct Scratch {
     out: Vec<u8>,
 }
 
-/// Scratch buffers not in use. At most [`KEPT_SCRATCH`] stay: as many as
-/// the fetch's decode budget lets decode at once with full-size groups
-/// (16 MiB over a 4 MiB window and a 1 MiB group each), so a sync does not
-/// map, fault in and unmap fresh multi-MiB buffers group after group
-/// (pyarrow: 40 fresh buffers, 40,000 page faults with two kept).
-/// [`release_scratch`] frees them when a fetch ends.
+/// Scratch buffers not in use, at most [`KEPT_SCRATCH`]: one per decode
+/// task that may run at once, so a sync does not allocate, zero and fault
+/// in fresh buffers group after group (pyarrow: 40,000 page faults with
+/// two kept for large groups only). Their size is bounded by the largest
+/// group (a 8 MiB window and 4 MiB decoded). [`release_scratch`] frees
+/// them when a fetch ends.
 static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
-const KEPT_SCRATCH: usize = 3;
+const KEPT_SCRATCH: usize = 4;
 
 /// Frees the kept scratch buffers (an agent idles between syncs).
 pub fn release_scratch() {
@@ -110,40 +114,35 @@ pub fn release_scratch() {
     }
 }
 
-/// Groups smaller than this (window and output) decode in buffers of their
-/// own: the allocator serves them from its heap without a page fault each
-/// (the client's `M_MMAP_THRESHOLD` is 1 MiB), and they leave the kept
-/// buffers to the large groups, so a burst of small groups cannot send the
-/// large ones to fresh buffers.
-const POOLED_MIN: usize = 512 * 1024;
-
-/// A scratch taken from [`SCRATCH`] (or new), given back when dropped;
-/// or, for a small group, one of its own.
+/// A scratch taken from [`SCRATCH`] (or new), given back when dropped.
 struct Pooled {
     scratch: Scratch,
-    pooled: bool,
 }
 
 impl Pooled {
-    fn take(need: usize) -> Pooled {
-        let pooled = need >= POOLED_MIN;
-        let kept = if pooled {
-            SCRATCH.lock().map(|mut s| s.pop()).ok().flatten()
-        } else {
-            None
-        };
-        Pooled {
-            scratch: kept.unwrap_or_default(),
-            pooled,
-        }
+    /// The kept scratch with the smallest buffers that fit `window` and
+    /// `out` bytes, or else the largest, so small groups leave the large
+    /// buffers to large groups.
+    fn take(window: usize, out: usize) -> Pooled {
+        let scratch = SCRATCH
+            .lock()
+            .ok()
+            .and_then(|mut kept| {
+                let fits = |s: &Scratch| s.reference.len() >= window && s.out.capacity() >= out;
+                let size = |s: &Scratch| s.reference.len() + s.out.capacity();
+                let best = (0..kept.len())
+                    .filter(|&i| fits(&kept[i]))
+                    .min_by_key(|&i| size(&kept[i]))
+                    .or_else(|| (0..kept.len()).max_by_key(|&i| size(&kept[i])))?;
+                Some(kept.swap_remove(best))
+            })
+            .unwrap_or_default();
+        Pooled { scratch }
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if !self.pooled {
-            return;
-        }
         if let Ok(mut kept) = SCRATCH.lock() {
             if kept.len() < KEPT_SCRATCH {
                 kept.push(std::mem::take(&mut self.scratch));
@@ -164,27 +163,27 @@ pub fn decode_group(
 ) -> Result<GroupOutcome, ClientError> {
     let raw_len: u32 = chunks.iter().map(|c| c.1).sum();
     let window = header.reference.map_or(0, |r| r.len as usize);
-    let mut pooled = Pooled::take(window + raw_len as usize);
+    let mut pooled = Pooled::take(window, raw_len as usize);
     let scratch = &mut pooled.scratch;
     let all_retry = |problem: String| GroupOutcome {
         verified: 0,
         retry: chunks.to_vec(),
         problem: Some(problem),
     };
-    match (header.reference, base) {
-        (None, _) => scratch.reference.clear(),
+    let window = match (header.reference, base) {
+        (None, _) => 0,
         (Some(_), None) => {
             return Ok(all_retry(
                 "a reference, but this client sent no base version".into(),
             ))
         }
-        (Some(_), Some(b)) => {
-            if let Err(e) = b.read(header, &mut scratch.reference) {
-                return Ok(all_retry(e));
-            }
-        }
-    }
-    if let Err(e) = decompress_into(z, &scratch.reference, raw_len, &mut scratch.out) {
+        (Some(_), Some(b)) => match b.read(header, &mut scratch.reference) {
+            Ok(n) => n,
+            Err(e) => return Ok(all_retry(e)),
+        },
+    };
+    let reference = &scratch.reference[..window];
+    if let Err(e) = decompress_into(z, reference, raw_len, &mut scratch.out) {
         return Ok(all_retry(e.to_string()));
     }
     let mut out = GroupOutcome {
