@@ -314,13 +314,17 @@ mod gc {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     gc(&store, 1000, 0);
                     runs += 1;
+                    // A pause between collections: back to back, the
+                    // collector took the (unfair) lock again at once and
+                    // starved the publisher for minutes on a loaded machine.
+                    std::thread::sleep(std::time::Duration::from_micros(100));
                 }
                 runs
             })
         };
         let mut published = Vec::new();
         let mut retries = 0;
-        for i in 0..40u8 {
+        for i in 0..100u8 {
             let own = chunk(i);
             let m = manifest(&format!("{i}.0"), &[&own]);
             // What `ferry push` does: upload what is missing, publish, and
