@@ -40,10 +40,26 @@ for t in zstd rsync python3 /usr/bin/time; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }
 done
 exec python3 - "$F" "$CORPUS" "${N:-3}" "${SKIP_SLOW:-}" "$@" <<'PY'
-import filecmp, json, os, re, shutil, socket, subprocess, sys, tempfile, time
+import atexit, contextlib, filecmp, json, os, re, shutil, socket, subprocess, sys, tempfile, time
 
 ferry, corpus, rounds, skip_slow, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3]), bool(sys.argv[4]), sys.argv[5:]
 have_casync = shutil.which("casync") is not None and not skip_slow
+
+# Nothing is deleted while the script runs: folders it is done with move to
+# one trash folder, removed at the end. On ext4 without a journal, creating a
+# file scans past every inode freed in the last minute or more
+# (`recently_deleted` in the kernel's inode allocator): deleting a copy of
+# the install before each round made that scan up to a third of the timed
+# sync's CPU, for ferry and rsync alike.
+trash = tempfile.mkdtemp(prefix="ferry-bench-trash-", dir=os.environ.get("TMPDIR"))
+discarded = 0
+atexit.register(shutil.rmtree, trash, True)
+
+def discard(path):
+    global discarded
+    if os.path.lexists(path):
+        discarded += 1
+        os.rename(path, os.path.join(trash, str(discarded)))
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, capture_output=True, **kw)
@@ -93,7 +109,7 @@ def casync(old, new, avg, w):
 
 class Server:
     def __init__(self, w, extra):
-        self.data = os.path.join(w, "data"); shutil.rmtree(self.data, ignore_errors=True)
+        self.data = os.path.join(w, "data"); discard(self.data)
         self.extra = extra
         self.port = port(); self.log = open(os.path.join(w, "server.log"), "w+")
         self.p = subprocess.Popen([ferry, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
@@ -119,10 +135,7 @@ def ferry_update(old, new, w, extra, timed):
     """Bytes (and, when timed, best wall, peak RSS, requests) of an update."""
     for d in ("key", "key.pub", "inst", "try"):
         p = os.path.join(w, d)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        elif os.path.lexists(p):
-            os.remove(p)
+        discard(p)
     pub = sh(f"{ferry} keygen --secret-key {w}/key 2>/dev/null").stdout.decode().split()[-1]
     s = Server(w, extra)
     try:
@@ -135,7 +148,7 @@ def ferry_update(old, new, w, extra, timed):
         s.prepared(3)  # from v1, from nothing (v1's own three minus v1->v1)
         best = None
         for _ in range(rounds if timed else 1):
-            shutil.rmtree(f"{w}/try", ignore_errors=True)
+            discard(f"{w}/try")
             sh(f"cp -a {w}/inst {w}/try")
             os.sync()  # the copy's writeback is not the update's work
             t0 = time.monotonic()
@@ -162,7 +175,7 @@ def rsync_daemon(old, new, w):
     try:
         best = None
         for _ in range(rounds):
-            shutil.rmtree(f"{w}/rs", ignore_errors=True); sh(f"cp -a '{old}' {w}/rs")
+            discard(f"{w}/rs"); sh(f"cp -a '{old}' {w}/rs")
             os.sync()
             t0 = time.monotonic()
             sh(f"rsync -a --checksum --delete --fsync rsync://127.0.0.1:{p}/new/ {w}/rs/")
@@ -177,14 +190,14 @@ n = lambda x: f"{x:,}" if isinstance(x, int) else x
 bytes_rows, time_rows = [], []
 for pair in pairs:
     old, new = (os.path.realpath(os.path.join(corpus, pair, x)) for x in ("old", "new"))
-    with tempfile.TemporaryDirectory() as w:
+    with contextlib.nullcontext(tempfile.mkdtemp(prefix=f"{pair}-", dir=trash)) as w:
         whole = zsize(f"tar -C '{new}' -cf - . | zstd -3 -q -c")
         ch = changed(old, new)
         lst = os.path.join(w, "changed.txt")
         open(lst, "w").write("\n".join(os.path.relpath(c[1], new) for c in ch) + "\n")
         changed_z = zsize(f"tar -C '{new}' -cf - -T {lst} | zstd -3 -q -c")
         sh(f"cp -a '{old}' {w}/rs && rsync -a --checksum --delete --only-write-batch={w}/batch '{new}/' {w}/rs/")
-        rs = zsize(f"zstd -3 -q -c {w}/batch"); shutil.rmtree(f"{w}/rs")
+        rs = zsize(f"zstd -3 -q -c {w}/batch"); discard(f"{w}/rs")
         cas = [casync(old, new, a, w) for a in (65536, 16384)] if have_casync else ["-", "-"]
         bnd = bound(old, new) if not skip_slow else "-"
         singles = ferry_update(old, new, w, ["--group-level", "0"], False)[0]
