@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId, VerifiedSlice};
+use ferry_protocol::{ChunkId, ChunkRef, Entry, EntryKind, FileId};
 use rayon::prelude::*;
 
 use super::handles::OpenFiles;
 use super::index::LocalIndex;
+use super::run::VerifiedRun;
 use super::writeback;
 use crate::error::ClientError;
 use crate::install::fsync_dir;
@@ -359,39 +360,74 @@ impl Staging {
         Reused::Nothing
     }
 
-    /// Writes a verified chunk at each of its pending positions.
-    pub fn write_chunk(
+    /// Writes a run of verified chunks at their pending positions
+    /// (`positions` of each id). Chunks that follow each other in the file
+    /// as in the run go out in one write.
+    pub fn write_run<'p>(
         &self,
-        chunk: &VerifiedSlice<'_>,
-        positions: &[Pos],
+        run: &VerifiedRun<'_>,
+        positions: impl Fn(ChunkId) -> Option<&'p [Pos]>,
     ) -> Result<(), ClientError> {
-        for &(j, i) in positions {
-            self.wait_ready(j)?;
-            if self.linked[j].load(Ordering::Acquire) {
-                // The inode is an installed version's too: never written.
-                return Err(ClientError::Internal(format!(
-                    "a fetched chunk is due in {}, a file linked from the installed version",
-                    self.jobs[j].rel
-                )));
+        // (file, file offset, start and end in the run's bytes)
+        let mut merged: Option<(usize, u64, usize, usize)> = None;
+        for (id, start, piece) in run.pieces() {
+            let Some(&[(j, i), ref more @ ..]) = positions(id) else {
+                return Err(ClientError::protocol(
+                    "chunk fetch",
+                    "server sent a chunk nobody asked for",
+                ));
+            };
+            let at = self.jobs[j].offsets[i];
+            match &mut merged {
+                Some((mj, off, from, to))
+                    if *mj == j && *to == start && *off + (*to - *from) as u64 == at =>
+                {
+                    *to += piece.len()
+                }
+                _ => {
+                    if let Some((mj, off, from, to)) = merged.take() {
+                        self.write_range(mj, off, &run.data()[from..to])?;
+                    }
+                    merged = Some((j, at, start, start + piece.len()));
+                }
             }
-            let f = self
-                .open_files
-                .get(j, || OpenOptions::new().write(true).open(self.dest(j)))
-                .map_err(|e| ClientError::io(self.dest(j), e))?;
-            f.write_all_at(chunk.data(), self.jobs[j].offsets[i])
-                .map_err(|e| ClientError::io(self.dest(j), e))?;
-            let len = chunk.data().len() as u64;
-            let before = self.fetched[j].fetch_add(len, Ordering::Relaxed);
-            // A chunk written twice (a stream retried) must not wrap.
-            let left = self.unfetched[j]
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                    Some(u.saturating_sub(len))
-                })
-                .unwrap_or(0)
-                .saturating_sub(len);
-            if left == 0 || writeback::crosses_step(before, len) {
-                writeback::start(&f);
+            for &(j, i) in more {
+                self.write_range(j, self.jobs[j].offsets[i], piece)?;
             }
+        }
+        if let Some((j, off, from, to)) = merged {
+            self.write_range(j, off, &run.data()[from..to])?;
+        }
+        Ok(())
+    }
+
+    /// Writes verified bytes at `offset` of job `j`'s file.
+    fn write_range(&self, j: usize, offset: u64, data: &[u8]) -> Result<(), ClientError> {
+        self.wait_ready(j)?;
+        if self.linked[j].load(Ordering::Acquire) {
+            // The inode is an installed version's too: never written.
+            return Err(ClientError::Internal(format!(
+                "a fetched chunk is due in {}, a file linked from the installed version",
+                self.jobs[j].rel
+            )));
+        }
+        let f = self
+            .open_files
+            .get(j, || OpenOptions::new().write(true).open(self.dest(j)))
+            .map_err(|e| ClientError::io(self.dest(j), e))?;
+        f.write_all_at(data, offset)
+            .map_err(|e| ClientError::io(self.dest(j), e))?;
+        let len = data.len() as u64;
+        let before = self.fetched[j].fetch_add(len, Ordering::Relaxed);
+        // A chunk written twice (a stream retried) must not wrap.
+        let left = self.unfetched[j]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(len))
+            })
+            .unwrap_or(0)
+            .saturating_sub(len);
+        if left == 0 || writeback::crosses_step(before, len) {
+            writeback::start(&f);
         }
         Ok(())
     }

@@ -14,18 +14,19 @@ use ferry_protocol::chunk::decode_payload;
 use ferry_protocol::frame::{Frame, StreamDecoder};
 use ferry_protocol::group::GroupHeader;
 use ferry_protocol::messages::{FetchRequest, MAX_IDS_PER_REQUEST};
-use ferry_protocol::{ChunkId, ManifestId, VerifiedSlice};
+use ferry_protocol::{ChunkId, ManifestId};
 use indicatif::ProgressBar;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::group::{decode_group, DeltaBase};
+use super::run::VerifiedRun;
 
 use crate::error::ClientError;
 use crate::http::Http;
 
-/// Receives each verified chunk (called on a blocking thread).
-pub type Sink = Arc<dyn Fn(VerifiedSlice<'_>) -> Result<(), ClientError> + Send + Sync>;
+/// Receives each run of verified chunks (called on a blocking thread).
+pub type Sink = Arc<dyn Fn(VerifiedRun<'_>) -> Result<(), ClientError> + Send + Sync>;
 
 /// Attempts per stream before giving up.
 const ATTEMPTS: u32 = 4;
@@ -229,7 +230,7 @@ impl Stream {
                             writers.spawn_blocking(move || {
                                 let _permit = permit;
                                 let chunk = decode_payload(id, codec, raw_len, &payload)?;
-                                sink(chunk.as_slice())?;
+                                sink(VerifiedRun::single(chunk.as_slice()))?;
                                 Ok(Vec::new())
                             });
                             self.count(1, u64::from(raw_len));
@@ -264,7 +265,12 @@ impl Stream {
                                 let _permit = permit;
                                 let out = decode_group(base.as_deref(), &header, &z, &chunks, &mut |c| sink(c))?;
                                 if let Some(p) = &out.problem {
-                                    tracing::warn!("group at {} fetched again chunk by chunk: {p}", first.short());
+                                    tracing::warn!(
+                                        "group at {}: {} of {n} chunks fetched again one by one ({} verified): {p}",
+                                        first.short(),
+                                        out.retry.len(),
+                                        out.verified
+                                    );
                                 }
                                 Ok(out.retry)
                             });

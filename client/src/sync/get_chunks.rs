@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::fetch::{FetchStats, Sink};
+use super::run::VerifiedRun;
 use crate::error::ClientError;
 use crate::http::Http;
 
@@ -95,7 +96,7 @@ async fn one_chunk(
             ));
         }
         let chunk = decode_payload(id, codec, raw_len, payload)?;
-        sink(chunk.as_slice())
+        sink(VerifiedRun::single(chunk.as_slice()))
     })
     .await??;
     stats.chunks.fetch_add(1, Ordering::Relaxed);

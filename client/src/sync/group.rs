@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use ferry_protocol::group::{decompress_into, GroupHeader};
-use ferry_protocol::{ChunkId, Manifest, ManifestId, VerifiedSlice};
+use ferry_protocol::{ChunkId, Manifest, ManifestId};
 
+use super::run::{verify_runs, VerifiedRun};
 use crate::error::ClientError;
 
 /// The version a client runs now, as the reference for group frames.
@@ -152,14 +153,14 @@ impl Drop for Pooled {
 }
 
 /// Decodes the group `z` (header already parsed) covering `chunks` and
-/// hands every chunk that verifies to `sink`; only the sink's errors are
-/// errors.
+/// hands every run of chunks that verify to `sink`; only the sink's errors
+/// are errors.
 pub fn decode_group(
     base: Option<&DeltaBase>,
     header: &GroupHeader,
     z: &[u8],
     chunks: &[(ChunkId, u32)],
-    sink: &mut dyn FnMut(VerifiedSlice<'_>) -> Result<(), ClientError>,
+    sink: &mut dyn FnMut(VerifiedRun<'_>) -> Result<(), ClientError>,
 ) -> Result<GroupOutcome, ClientError> {
     let raw_len: u32 = chunks.iter().map(|c| c.1).sum();
     let window = header.reference.map_or(0, |r| r.len as usize);
@@ -186,27 +187,17 @@ pub fn decode_group(
     if let Err(e) = decompress_into(z, reference, raw_len, &mut scratch.out) {
         return Ok(all_retry(e.to_string()));
     }
-    let mut out = GroupOutcome {
-        verified: 0,
-        retry: Vec::new(),
-        problem: None,
-    };
-    let mut at = 0usize;
-    for &(id, len) in chunks {
-        let piece = &scratch.out[at..at + len as usize];
-        at += len as usize;
-        match VerifiedSlice::verify(id, piece) {
-            Ok(c) => {
-                sink(c)?;
-                out.verified += 1;
-            }
-            Err(e) => {
-                out.problem.get_or_insert(e.to_string());
-                out.retry.push((id, len));
-            }
-        }
+    let (runs, failed) = verify_runs(&scratch.out[..raw_len as usize], chunks);
+    let mut verified = 0;
+    for run in runs {
+        verified += run.len();
+        sink(run)?;
     }
-    Ok(out)
+    Ok(GroupOutcome {
+        verified,
+        problem: failed.first().map(|(_, e)| e.to_string()),
+        retry: failed.into_iter().map(|(c, _)| c).collect(),
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod record;
 mod repair;
 use record::{accept_record, get_manifest};
 mod rollback;
+mod run;
 mod stage;
 mod tree;
 mod writeback;

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_protocol::group::GROUP_CELL;
-use ferry_protocol::{ChunkId, Entry, VerifiedSlice};
+use ferry_protocol::{ChunkId, Entry};
 
 use super::build::{FileJob, LocalStats, Pos, Staging};
 use super::fetch::{self, FetchContext, FetchStats};
 use super::index::LocalIndex;
+use super::run::VerifiedRun;
 use crate::error::ClientError;
 use crate::http::Http;
 use crate::progress;
@@ -163,16 +164,10 @@ async fn fetch_into(
     let total: u64 = wanted.iter().map(|w| u64::from(w.1)).sum();
     let bar = progress::bytes_bar(progress::wanted(quiet), total, "fetching");
     let st = staging.clone();
-    let sink: fetch::Sink = Arc::new(move |chunk: VerifiedSlice<'_>| {
-        let Some(pos) = pending.get(&chunk.id()) else {
-            return Err(ClientError::protocol(
-                "chunk fetch",
-                "server sent a chunk nobody asked for",
-            ));
-        };
+    let sink: fetch::Sink = Arc::new(move |run: VerifiedRun<'_>| {
         ferry_failpoint::io("client.chunk_write").map_err(|e| ClientError::io(&st.root, e))?;
-        st.write_chunk(&chunk, pos)?;
-        ferry_failpoint::hit_bytes("client.chunk_written", chunk.data().len() as u64);
+        st.write_run(&run, |id| pending.get(&id).map(Vec::as_slice))?;
+        ferry_failpoint::hit_bytes("client.chunk_written", run.data().len() as u64);
         Ok(())
     });
     let t = Instant::now();
