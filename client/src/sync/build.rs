@@ -636,3 +636,78 @@ fn ficlone(from: &File, to: &File) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::run::verify_runs;
+
+    fn job(rel: &str, parts: &[&[u8]]) -> FileJob {
+        let mut offsets = Vec::new();
+        let mut size = 0u64;
+        for p in parts {
+            offsets.push(size);
+            size += p.len() as u64;
+        }
+        FileJob {
+            rel: rel.into(),
+            size,
+            exec: false,
+            chunks: parts
+                .iter()
+                .map(|p| ChunkRef {
+                    id: ChunkId::of(p),
+                    len: p.len() as u32,
+                })
+                .collect(),
+            offsets,
+            file_id: FileId([0; 32]),
+        }
+    }
+
+    /// Runs merge into one write only where the file continues as the run
+    /// does; every position of a chunk is written, whatever the order.
+    #[test]
+    fn runs_land_at_every_position_of_their_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| vec![i + 1; 1000 + 7 * i as usize])
+            .collect();
+        // a = c0 c1 c2 c0, b = c3
+        let jobs = vec![job("a", &[&c[0], &c[1], &c[2], &c[0]]), job("b", &[&c[3]])];
+        let staging = Staging::new(dir.path().to_path_buf(), jobs, false);
+        let mut pending: HashMap<ChunkId, Vec<Pos>> = HashMap::new();
+        for (j, job) in staging.jobs.iter().enumerate() {
+            File::create(staging.dest(j))
+                .unwrap()
+                .set_len(job.size)
+                .unwrap();
+            for (i, r) in job.chunks.iter().enumerate() {
+                pending.entry(r.id).or_default().push((j, i));
+            }
+            staging.mark_ready(j);
+        }
+        let positions = |id: ChunkId| pending.get(&id).map(Vec::as_slice);
+        // One run in file order across both files, one out of order.
+        let ids = |idx: &[usize]| -> Vec<(ChunkId, u32)> {
+            idx.iter()
+                .map(|&i| (ChunkId::of(&c[i]), c[i].len() as u32))
+                .collect()
+        };
+        for order in [&[0, 1, 3][..], &[2, 1][..]] {
+            let buf: Vec<u8> = order.iter().flat_map(|&i| c[i].clone()).collect();
+            let (runs, failed) = verify_runs(&buf, &ids(order));
+            assert!(failed.is_empty());
+            staging.write_run(&runs[0], positions).unwrap();
+        }
+        let want_a = [&c[0][..], &c[1], &c[2], &c[0]].concat();
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), want_a);
+        assert_eq!(fs::read(dir.path().join("b")).unwrap(), c[3]);
+
+        // A chunk nobody asked for is refused.
+        let stray = b"stray".to_vec();
+        let (runs, _) = verify_runs(&stray, &[(ChunkId::of(&stray), 5)]);
+        let err = staging.write_run(&runs[0], positions).unwrap_err();
+        assert!(err.to_string().contains("nobody asked for"), "{err}");
+    }
+}
